@@ -1,0 +1,52 @@
+//! Map `DNS_A`: the A records the kernel answers, keyed by a hash of the lower-cased name.
+//!
+//! The key is small and fixed (hash + length), so a lookup costs the same for a 20-byte and a
+//! 250-byte name. The value carries the full lower-cased name and the kernel compares it word by
+//! word with the question before answering: a hash collision can never return another name's
+//! records. Two names that collide cannot both be in the map; the agent keeps the first and leaves
+//! the other to userspace, which answers it the same way.
+
+use crate::name::NAME_WORDS;
+
+/// Name of the map in the eBPF object.
+pub const MAP_NAME: &str = "DNS_A";
+/// `HashMap` capacity (names).
+pub const CAPACITY: u32 = 262_144;
+/// Most addresses one entry holds.
+pub const MAX_ADDRS: usize = 32;
+
+/// Value flag: the name exists but the kernel must not answer it (more addresses than
+/// [`MAX_ADDRS`]); the packet is passed to userspace and counted as `too_big`.
+pub const FLAG_USERSPACE_ONLY: u16 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct NameKey {
+    /// `name::hash_words` of the lower-cased wire name.
+    pub hash: u64,
+    /// Length of the wire name in bytes, root label included.
+    pub len: u16,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<NameKey>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ARecords {
+    /// The lower-cased wire name, zero-padded little-endian words (`name::pack_name`).
+    pub name: [u64; NAME_WORDS],
+    /// TTL of every record, host byte order.
+    pub ttl: u32,
+    /// Addresses in use in `addrs_be`, in answer order.
+    pub count: u16,
+    /// `FLAG_*` bits.
+    pub flags: u16,
+    /// IPv4 addresses, network byte order.
+    pub addrs_be: [u32; MAX_ADDRS],
+}
+const _: () = assert!(core::mem::size_of::<ARecords>() == 256 + 8 + 4 * MAX_ADDRS);
+
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for NameKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ARecords {}
