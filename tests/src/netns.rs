@@ -1,0 +1,412 @@
+//! Network-namespace topologies (a node and a pod joined by a veth pair) that always tear down.
+//!
+//! Standard library only: `xtask` compiles this file too (`#[path]`), so it must not depend on
+//! anything the test crate pulls in. Every command is run through `ip` (iproute2); an error names
+//! the command that failed and what it printed.
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The cluster DNS service address that pods query; put on the node's `lo`.
+pub const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// Search path and options a pod gets in `/etc/resolv.conf` (kubelet's `ClusterFirst` policy for
+/// a pod in namespace `default`).
+pub const POD_RESOLV_CONF: &str = "nameserver 10.96.0.10\n\
+search default.svc.cluster.local svc.cluster.local cluster.local\n\
+options ndots:5\n";
+
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
+
+/// Two network namespaces, `<prefix>-node` and `<prefix>-pod`, joined by a veth pair.
+///
+/// The node side holds the service address on `lo`; the pod side routes everything through the
+/// node and has a Kubernetes-like `resolv.conf`. Dropping the value kills whatever still runs in
+/// either namespace, deletes both (which destroys the veth pair) and removes the `resolv.conf`.
+#[derive(Debug)]
+pub struct Topology {
+    node_ns: String,
+    pod_ns: String,
+    node_if: String,
+    pod_if: String,
+    node_addr: Ipv4Addr,
+    pod_addr: Ipv4Addr,
+}
+
+impl Topology {
+    /// Creates the namespaces, the veth pair, addresses and routes, replacing any stale
+    /// namespaces left with the same names by an earlier run.
+    ///
+    /// `prefix` must be a short name of letters, digits and `-` (at most 40 characters).
+    pub fn create(prefix: &str) -> io::Result<Topology> {
+        if prefix.is_empty()
+            || prefix.len() > 40
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("topology prefix {prefix:?} must be 1-40 letters, digits or '-'"),
+            ));
+        }
+        let short = short_name(prefix);
+        let (node_addr, pod_addr) = subnet_for(prefix);
+        let topo = Topology {
+            node_ns: format!("{prefix}-node"),
+            pod_ns: format!("{prefix}-pod"),
+            node_if: format!("{short}n"),
+            pod_if: format!("{short}p"),
+            node_addr,
+            pod_addr,
+        };
+        // From here on, `topo` is dropped (and so torn down) on any error.
+        topo.remove_namespaces();
+        topo.build()?;
+        Ok(topo)
+    }
+
+    fn build(&self) -> io::Result<()> {
+        let (node, pod) = (self.node_ns.as_str(), self.pod_ns.as_str());
+        run("ip", &["netns", "add", node])?;
+        run("ip", &["netns", "add", pod])?;
+        // Created inside the node namespace with the peer moved straight into the pod one, so the
+        // names never meet in the root namespace and parallel topologies cannot clash.
+        run(
+            "ip",
+            &[
+                "-n",
+                node,
+                "link",
+                "add",
+                &self.node_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &self.pod_if,
+                "netns",
+                pod,
+            ],
+        )?;
+        let node_cidr = format!("{}/30", self.node_addr);
+        let pod_cidr = format!("{}/30", self.pod_addr);
+        let service = format!("{SERVICE_IP}/32");
+        let node_addr = self.node_addr.to_string();
+        let steps: [&[&str]; 8] = [
+            &["-n", node, "link", "set", "lo", "up"],
+            &["-n", pod, "link", "set", "lo", "up"],
+            &["-n", node, "addr", "add", &service, "dev", "lo"],
+            &["-n", node, "addr", "add", &node_cidr, "dev", &self.node_if],
+            &["-n", pod, "addr", "add", &pod_cidr, "dev", &self.pod_if],
+            &["-n", node, "link", "set", &self.node_if, "up"],
+            &["-n", pod, "link", "set", &self.pod_if, "up"],
+            &[
+                "-n",
+                pod,
+                "route",
+                "add",
+                "default",
+                "via",
+                &node_addr,
+                "dev",
+                &self.pod_if,
+            ],
+        ];
+        for step in steps {
+            run("ip", step)?;
+        }
+        let dir = self.resolv_dir();
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("resolv.conf"), POD_RESOLV_CONF)?;
+        Ok(())
+    }
+
+    /// Name of the node namespace (`<prefix>-node`).
+    pub fn node_ns(&self) -> &str {
+        &self.node_ns
+    }
+
+    /// Name of the pod namespace (`<prefix>-pod`).
+    pub fn pod_ns(&self) -> &str {
+        &self.pod_ns
+    }
+
+    /// Node-side end of the veth pair (in the node namespace): where the agent attaches.
+    pub fn node_if(&self) -> &str {
+        &self.node_if
+    }
+
+    /// Pod-side end of the veth pair (in the pod namespace).
+    pub fn pod_if(&self) -> &str {
+        &self.pod_if
+    }
+
+    /// The DNS service address, local to the node namespace.
+    pub fn service_ip(&self) -> Ipv4Addr {
+        SERVICE_IP
+    }
+
+    /// Address of the node end of the veth (the pod's gateway).
+    pub fn node_addr(&self) -> Ipv4Addr {
+        self.node_addr
+    }
+
+    /// Address of the pod end of the veth.
+    pub fn pod_addr(&self) -> Ipv4Addr {
+        self.pod_addr
+    }
+
+    /// Runs `cmd args...` in the node namespace and collects its output.
+    pub fn exec_in_node(&self, cmd: &str, args: &[&str]) -> io::Result<Output> {
+        self.command(&self.node_ns, cmd, args).output()
+    }
+
+    /// Runs `cmd args...` in the pod namespace (with the pod's `resolv.conf`) and collects its output.
+    pub fn exec_in_pod(&self, cmd: &str, args: &[&str]) -> io::Result<Output> {
+        self.command(&self.pod_ns, cmd, args).output()
+    }
+
+    /// Starts `cmd args...` in the node namespace, stdin closed, stdout and stderr piped.
+    pub fn spawn_in_node(&self, cmd: &str, args: &[&str]) -> io::Result<Child> {
+        self.command(&self.node_ns, cmd, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    /// Starts `cmd args...` in the pod namespace, stdin closed, stdout and stderr piped.
+    pub fn spawn_in_pod(&self, cmd: &str, args: &[&str]) -> io::Result<Child> {
+        self.command(&self.pod_ns, cmd, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    /// A `Command` that runs `cmd args...` in namespace `ns`, for callers that want to set up
+    /// stdio or the environment themselves. `ip netns exec` execs the program, so the child's pid
+    /// is the program's own.
+    pub fn command(&self, ns: &str, cmd: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, cmd]).args(args);
+        c
+    }
+
+    fn resolv_dir(&self) -> PathBuf {
+        PathBuf::from("/etc/netns").join(&self.pod_ns)
+    }
+
+    /// Kills what runs in our namespaces and deletes them; every step is best effort.
+    fn remove_namespaces(&self) {
+        for ns in [&self.pod_ns, &self.node_ns] {
+            if !PathBuf::from("/run/netns").join(ns).exists() {
+                continue;
+            }
+            kill_namespace_processes(ns);
+            // Deleting the namespace that holds either veth end destroys the pair.
+            let _ = quiet("ip", &["netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(self.resolv_dir());
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.remove_namespaces();
+    }
+}
+
+/// A child process that is stopped when dropped: SIGTERM, up to five seconds to exit, then
+/// SIGKILL, then reaped.
+#[derive(Debug)]
+pub struct Process {
+    child: Option<Child>,
+    name: String,
+}
+
+impl Process {
+    /// Takes ownership of a started child; `name` appears in messages.
+    pub fn new(name: &str, child: Child) -> Process {
+        Process {
+            child: Some(child),
+            name: name.to_string(),
+        }
+    }
+
+    /// Name given at creation.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Process id of the child.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// The child, e.g. to take its piped stdout or stderr.
+    pub fn child_mut(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
+    }
+
+    /// `Some(status)` once the child has exited, without blocking.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait(),
+            None => Err(io::Error::other(format!(
+                "{} was already stopped",
+                self.name
+            ))),
+        }
+    }
+
+    /// Stops the child now (SIGTERM, then SIGKILL after `grace`) and returns its output
+    /// (whatever of stdout and stderr was piped and not taken).
+    pub fn stop(mut self, grace: Duration) -> io::Result<Output> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| io::Error::other(format!("{} was already stopped", self.name)))?;
+        terminate(&mut child, grace);
+        child.wait_with_output()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(&mut child, Duration::from_secs(5));
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM, waits up to `grace` for the child to exit, then SIGKILLs it. Does not reap.
+fn terminate(child: &mut Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = quiet("kill", &["-TERM", &child.id().to_string()]);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+}
+
+/// SIGKILLs every process that lives in namespace `ns` (left over by a crashed run).
+fn kill_namespace_processes(ns: &str) {
+    let Ok(out) = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return;
+    };
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if pids.is_empty() {
+        return;
+    }
+    let mut args = vec!["-KILL".to_string()];
+    args.extend(pids);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _ = quiet("kill", &refs);
+    thread::sleep(Duration::from_millis(50));
+}
+
+/// Runs a command and turns a failure into an error naming the command and its stderr.
+fn run(cmd: &str, args: &[&str]) -> io::Result<Output> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot run `{cmd}`: {e} (is iproute2 installed?)"),
+            )
+        })?;
+    if !out.status.success() {
+        let mut msg = format!("`{cmd} {}` failed ({})", args.join(" "), out.status);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.trim().is_empty() {
+            let _ = write!(msg, ": {}", stderr.trim());
+        }
+        return Err(io::Error::other(msg));
+    }
+    Ok(out)
+}
+
+/// Runs a command, discarding its output; for best-effort cleanup.
+fn quiet(cmd: &str, args: &[&str]) -> io::Result<ExitStatus> {
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+}
+
+/// FNV-1a: a stable hash of the prefix (std's `DefaultHasher` is not guaranteed stable).
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Interface base name: the prefix if it fits (leaving room for the `n`/`p` suffix), else its
+/// head plus a hash so distinct long prefixes stay distinct.
+fn short_name(prefix: &str) -> String {
+    let room = MAX_IFNAME - 1;
+    if prefix.len() <= room {
+        return prefix.to_string();
+    }
+    let hash = format!("{:05x}", fnv1a(prefix) & 0xf_ffff);
+    format!("{}{hash}", &prefix[..room - hash.len()])
+}
+
+/// A /30 inside 10.200.0.0/16 chosen by the prefix's hash: (node address, pod address).
+fn subnet_for(prefix: &str) -> (Ipv4Addr, Ipv4Addr) {
+    let index = (fnv1a(prefix) % 16_384) as u32;
+    let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + index * 4;
+    (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_fit_and_differ() {
+        let a = short_name("e2e-kernel-path-compare");
+        let b = short_name("e2e-kernel-path-compare2");
+        assert!(a.len() < MAX_IFNAME && b.len() < MAX_IFNAME, "{a} {b}");
+        assert_ne!(a, b);
+        assert_eq!(short_name("bench"), "bench");
+    }
+
+    #[test]
+    fn subnets_are_aligned_and_inside_the_range() {
+        for p in ["a", "bench", "e2e-answers", "e2e-bad-input"] {
+            let (n, pod) = subnet_for(p);
+            let o = n.octets();
+            assert_eq!((o[0], o[1]), (10, 200), "{p}: {n}");
+            assert_eq!(u32::from(n) % 4, 1, "{p}: {n}");
+            assert_eq!(u32::from(pod), u32::from(n) + 1);
+        }
+        assert_ne!(subnet_for("e2e-answers"), subnet_for("e2e-bad-input"));
+    }
+}
