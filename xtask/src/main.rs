@@ -1,1 +1,108 @@
-fn main() {}
+//! `cargo xtask`: set-up, eBPF build, demo, tests and benchmarks of dns-agent in one tool.
+
+mod bench;
+mod demo;
+mod ebpf_build;
+mod manifests;
+mod setup;
+mod sh;
+mod signals;
+mod suite;
+
+// The demo topology is shared with the end-to-end tests; the file is std-only on purpose.
+#[allow(dead_code)]
+#[path = "../../tests/src/netns.rs"]
+mod netns;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Build, run and test dns-agent",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install everything the project needs (Debian packages, bpf-linker, kubernetes-validate).
+    /// Idempotent: installs only what is missing.
+    Setup,
+    /// Build the eBPF programs (dns-ebpf) and print the object's path.
+    BuildEbpf,
+    /// Set up, build, and run the agent in a demo node/pod network-namespace pair until Ctrl-C.
+    Run(demo::RunArgs),
+    /// Set up, build, and run every test of the workspace (unit, end-to-end, manifests).
+    Test,
+    /// Run the benchmarks (arguments are passed to the benchmark driver).
+    Bench {
+        /// Arguments of the benchmark driver (see `cargo xtask bench -- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    let started = Instant::now();
+    let result = match cli.cmd {
+        Cmd::Setup => setup::run(&root),
+        Cmd::BuildEbpf => build_ebpf(&root).map(|obj| println!("{}", obj.display())),
+        Cmd::Run(args) => demo::run(&root, &args),
+        Cmd::Test => suite::run(&root),
+        Cmd::Bench { args } => bench::run(&root, args),
+    };
+    if result.is_ok() {
+        eprintln!("xtask: done in {:.1}s", started.elapsed().as_secs_f64());
+    }
+    result
+}
+
+/// The repository root (the parent of this crate's directory).
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+}
+
+/// Builds the eBPF object with the kernel helper's builder, after checking the toolchain.
+pub fn build_ebpf(root: &Path) -> Result<PathBuf> {
+    if let Some(missing) = ebpf_build::toolchain_missing() {
+        bail!(
+            "the eBPF toolchain is incomplete: {missing}\n(run `cargo xtask setup` to install it)"
+        );
+    }
+    sh::step("build the eBPF programs (dns-ebpf)");
+    let obj = ebpf_build::build(root)
+        .map_err(anyhow::Error::msg)
+        .context("building dns-ebpf failed")?;
+    eprintln!("xtask: eBPF object: {}", obj.display());
+    Ok(obj)
+}
+
+/// Fails with a clear message unless running as root (apt, namespaces and BPF all need it).
+pub fn require_root(what: &str) -> Result<()> {
+    if !signals::is_root() {
+        bail!("`cargo xtask {what}` must run as root (it installs packages, creates network namespaces and loads eBPF programs)");
+    }
+    Ok(())
+}
+
+/// Cargo's target directory (`$CARGO_TARGET_DIR`, else `<root>/target`).
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
