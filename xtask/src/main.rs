@@ -43,9 +43,10 @@ enum Cmd {
     Run(demo::RunArgs),
     /// Set up, build, and run every test of the workspace (unit, end-to-end, manifests).
     Test,
-    /// Run the benchmarks (arguments are passed to the benchmark driver).
+    /// Measure the kernel path, a reflect baseline and userspace with dnsperf (see `bench --help`).
+    #[command(disable_help_flag = true)]
     Bench {
-        /// Arguments of the benchmark driver (see `cargo xtask bench -- --help`).
+        /// Options of the benchmark driver.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
