@@ -1,2 +1,3 @@
 //! Shared helpers of the privileged end-to-end tests.
 pub mod netns;
+pub mod expected;

@@ -1,0 +1,629 @@
+//! `cargo xtask bench`: dnsperf from a pod namespace against the kernel path, a reflect baseline and userspace.
+//!
+//! For every mode the release agent runs in the node namespace of a fresh topology; dnsperf runs
+//! in the pod namespace, once as fast as it can and once at a fixed rate. Around each run we take
+//! the busy jiffies of the whole machine (`/proc/stat`) and the attached program's
+//! `run_time_ns`/`run_cnt` (`kernel.bpf_stats_enabled`), and print one Markdown table.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use crate::netns::{Process, Topology};
+
+// The snapshot oracle of the end-to-end tests: which A names the sample holds.
+#[allow(dead_code)]
+#[path = "../../tests/src/expected.rs"]
+mod expected;
+
+/// Options of `cargo xtask bench`.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "cargo xtask bench",
+    about = "Measure the kernel path, the reflect baseline and userspace with dnsperf"
+)]
+pub struct BenchArgs {
+    /// Seconds each dnsperf run lasts.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Queries per second of the fixed-rate runs (dnsperf -Q).
+    #[arg(long, default_value_t = 50_000)]
+    pub rate: u32,
+    /// dnsperf clients (-c): distinct source ports.
+    #[arg(long, default_value_t = 8)]
+    pub clients: u32,
+    /// dnsperf threads (-T).
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Queries dnsperf keeps outstanding (-q) in the highest-rate runs.
+    #[arg(long, default_value_t = 400)]
+    pub outstanding: u32,
+    /// Modes to measure, in order.
+    #[arg(long, value_delimiter = ',', default_values_t = [Mode::Kernel, Mode::Reflect, Mode::Userspace])]
+    pub modes: Vec<Mode>,
+    /// Snapshot whose A names make the query file (default: dns-agent/snapshots/sample.yaml).
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
+    /// Use this agent binary instead of building `target/release/dns-agent`.
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+}
+
+/// Which path answers the queries.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The kernel program answers (`--kernel-program answer`).
+    Kernel,
+    /// Baseline: a kernel program that sends each query back unchanged but for swapped
+    /// addresses and ports (`--kernel-program reflect`).
+    Reflect,
+    /// The agent's userspace server answers (`--no-kernel`).
+    Userspace,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Kernel => "kernel (answer)",
+            Mode::Reflect => "kernel reflect (baseline)",
+            Mode::Userspace => "userspace (`--no-kernel`)",
+        }
+    }
+
+    fn agent_flags(self) -> &'static [&'static str] {
+        match self {
+            Mode::Kernel => &["--kernel-program", "answer"],
+            Mode::Reflect => &["--kernel-program", "reflect"],
+            Mode::Userspace => &["--no-kernel"],
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Kernel => "kernel",
+            Mode::Reflect => "reflect",
+            Mode::Userspace => "userspace",
+        })
+    }
+}
+
+/// Offered load of one dnsperf run.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    /// No `-Q`: as fast as dnsperf and the server go.
+    Max,
+    /// `-Q rate`.
+    Fixed(u32),
+}
+
+/// One row of the result table.
+#[derive(Debug)]
+struct Row {
+    mode: Mode,
+    load: Load,
+    perf: Dnsperf,
+    cpu_ms_per_1k: f64,
+    kernel_ns_per_packet: Option<f64>,
+    kernel_share: Option<f64>,
+}
+
+/// What dnsperf printed at the end of a run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Dnsperf {
+    sent: u64,
+    completed: u64,
+    lost_pct: f64,
+    qps: f64,
+    avg_latency_s: f64,
+}
+
+const METRICS_ADDR: &str = "127.0.0.1:9153";
+
+/// Entry point of `cargo xtask bench [ARGS]`.
+pub fn run(workspace_root: &Path, args: Vec<String>) -> Result<()> {
+    let args =
+        BenchArgs::try_parse_from(std::iter::once("cargo xtask bench".to_string()).chain(args))
+            .unwrap_or_else(|e| e.exit());
+    bench(workspace_root, &args)
+}
+
+fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
+    if !is_root() {
+        bail!("`cargo xtask bench` must run as root (network namespaces, eBPF, sysctl)");
+    }
+    for tool in ["dnsperf", "dig", "curl", "bpftool", "ip"] {
+        if which(tool).is_none() {
+            bail!("`{tool}` is not installed (run `cargo xtask setup`)");
+        }
+    }
+    let agent = match &args.agent {
+        Some(a) => a.clone(),
+        None => build_agent(root)?,
+    };
+    let snapshot = args
+        .snapshot
+        .clone()
+        .unwrap_or_else(|| root.join("dns-agent/snapshots/sample.yaml"));
+    let names = a_names(&snapshot)?;
+    if names.is_empty() {
+        bail!("{} holds no A names to query", snapshot.display());
+    }
+    let workdir = std::env::temp_dir().join(format!("dns-agent-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+    let queries = workdir.join("queries.txt");
+    let body: String = names.iter().map(|n| format!("{n} A\n")).collect();
+    std::fs::write(&queries, body).with_context(|| format!("writing {}", queries.display()))?;
+
+    let _stats = BpfStats::enable()?;
+    let topo = Topology::create("bench").context("creating the bench network namespaces")?;
+    let mut rows = Vec::new();
+    for &mode in &args.modes {
+        eprintln!("==> bench: {mode}");
+        let log = workdir.join(format!("agent-{mode}.log"));
+        let agent_proc = start_agent(&topo, &agent, &snapshot, mode, &names[0], &log)?;
+        let prog = if mode == Mode::Userspace {
+            None
+        } else {
+            Some(attached_prog(&topo)?)
+        };
+        for load in [Load::Max, Load::Fixed(args.rate)] {
+            rows.push(measure(&topo, args, mode, load, &queries, prog)?);
+        }
+        let out = agent_proc
+            .stop(Duration::from_secs(5))
+            .context("stopping the agent")?;
+        if !out.status.success() {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!(
+                "warning: the agent ({mode}) exited with {}: {}",
+                out.status,
+                text.trim()
+            );
+        }
+    }
+    drop(topo);
+    let _ = std::fs::remove_dir_all(&workdir);
+    println!("{}", table(args, &names, &rows));
+    Ok(())
+}
+
+/// Runs dnsperf once and takes the CPU and in-kernel figures around it.
+fn measure(
+    topo: &Topology,
+    args: &BenchArgs,
+    mode: Mode,
+    load: Load,
+    queries: &Path,
+    prog: Option<u32>,
+) -> Result<Row> {
+    let service = topo.service_ip().to_string();
+    let duration = args.duration.to_string();
+    let (clients, threads, outstanding) = (
+        args.clients.to_string(),
+        args.threads.to_string(),
+        args.outstanding.to_string(),
+    );
+    let rate;
+    let mut dp: Vec<&str> = vec![
+        "-s",
+        &service,
+        "-d",
+        path_str(queries)?,
+        "-l",
+        &duration,
+        "-c",
+        &clients,
+        "-T",
+        &threads,
+        "-q",
+        &outstanding,
+        "-t",
+        "1",
+    ];
+    if let Load::Fixed(r) = load {
+        rate = r.to_string();
+        dp.extend(["-Q", &rate]);
+    }
+    let kernel_before = if mode == Mode::Kernel {
+        Some(kernel_responses(topo)?)
+    } else {
+        None
+    };
+    let prog_before = prog.map(prog_stats).transpose()?;
+    let cpu_before = busy_jiffies()?;
+    let out = topo
+        .exec_in_pod("dnsperf", &dp)
+        .context("running dnsperf")?;
+    let cpu_after = busy_jiffies()?;
+    let prog_after = prog.map(prog_stats).transpose()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "dnsperf {} failed ({}): {}{}",
+            dp.join(" "),
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let perf =
+        parse_dnsperf(&stdout).with_context(|| format!("reading dnsperf's report:\n{stdout}"))?;
+    if perf.completed == 0 {
+        bail!("dnsperf got no answers in mode {mode}:\n{stdout}");
+    }
+    let cpu_ms = (cpu_after - cpu_before) as f64 * 1000.0 / clock_ticks() as f64;
+    let kernel_ns_per_packet = match (prog_before, prog_after) {
+        (Some((t0, c0)), Some((t1, c1))) if c1 > c0 => Some((t1 - t0) as f64 / (c1 - c0) as f64),
+        _ => None,
+    };
+    let kernel_share = match kernel_before {
+        Some(before) => Some((kernel_responses(topo)? - before) as f64 / perf.completed as f64),
+        None => None,
+    };
+    Ok(Row {
+        mode,
+        load,
+        perf,
+        cpu_ms_per_1k: cpu_ms / perf.completed as f64 * 1000.0,
+        kernel_ns_per_packet,
+        kernel_share,
+    })
+}
+
+/// Builds the release agent (its build script builds the eBPF object) and returns its path.
+fn build_agent(root: &Path) -> Result<PathBuf> {
+    eprintln!("==> build the release agent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "dns-agent"])
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("`cargo build --release -p dns-agent` failed ({status})");
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let bin = target.join("release/dns-agent");
+    if !bin.exists() {
+        bail!("{} is missing after the build", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Starts the agent in the node namespace and waits until a query from the pod gets a reply.
+fn start_agent(
+    topo: &Topology,
+    agent: &Path,
+    snapshot: &Path,
+    mode: Mode,
+    probe: &str,
+    log: &Path,
+) -> Result<Process> {
+    let service = topo.service_ip().to_string();
+    let mut args = vec![
+        "--snapshot",
+        path_str(snapshot)?,
+        "--attach",
+        topo.node_if(),
+        "--service-ip",
+        &service,
+        "--metrics-addr",
+        METRICS_ADDR,
+    ];
+    args.extend(mode.agent_flags());
+    let child = topo
+        .command(topo.node_ns(), path_str(agent)?, &args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?)
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    let log_text = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let mut proc = Process::new("dns-agent", child);
+    let server = format!("@{service}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = proc.try_wait()? {
+            bail!(
+                "the agent ({mode}) exited with {status} before answering: {}",
+                log_text()
+            );
+        }
+        // dig exits 0 once it got any reply, including the reflect program's echoed query.
+        let out = topo.exec_in_pod("dig", &["+tries=1", "+time=1", &server, probe, "A"])?;
+        let metrics_up = topo
+            .exec_in_node("curl", &["-sf", &format!("http://{METRICS_ADDR}/metrics")])?
+            .status
+            .success();
+        if out.status.success() && metrics_up {
+            return Ok(proc);
+        }
+        if Instant::now() > deadline {
+            drop(proc);
+            bail!(
+                "the agent ({mode}) did not answer {probe} within 20 s: {}",
+                log_text()
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Id of the program attached to the node-side veth (XDP or TC), from `bpftool net show`.
+fn attached_prog(topo: &Topology) -> Result<u32> {
+    let out = topo.exec_in_node("bpftool", &["net", "show", "dev", topo.node_if()])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ids: Vec<u32> = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "id" || w[0] == "prog_id")
+        .filter_map(|w| w[1].parse().ok())
+        .collect();
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        [] => bail!(
+            "no program attached to {} in {}:\n{text}",
+            topo.node_if(),
+            topo.node_ns()
+        ),
+        _ => bail!(
+            "several programs attached to {}, cannot tell which to measure:\n{text}",
+            topo.node_if()
+        ),
+    }
+}
+
+/// `(run_time_ns, run_cnt)` of program `id`.
+fn prog_stats(id: u32) -> Result<(u64, u64)> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> Result<u64> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[0] == name)
+            .and_then(|w| w[1].parse().ok())
+            .with_context(|| format!("`bpftool prog show id {id}` reports no {name}: {text}"))
+    };
+    Ok((field("run_time_ns")?, field("run_cnt")?))
+}
+
+/// `dns_agent_kernel_responses_total` from the agent's metrics.
+fn kernel_responses(topo: &Topology) -> Result<u64> {
+    let out = topo.exec_in_node("curl", &["-sf", &format!("http://{METRICS_ADDR}/metrics")])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("dns_agent_kernel_responses_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .context("the metrics have no dns_agent_kernel_responses_total")
+}
+
+/// Busy jiffies of the whole machine: every `cpu` column of /proc/stat but idle and iowait.
+fn busy_jiffies() -> Result<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let line = stat.lines().next().context("/proc/stat is empty")?;
+    let cols: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    if cols.len() < 8 {
+        bail!("unexpected /proc/stat line: {line}");
+    }
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    Ok(cols[0] + cols[1] + cols[2] + cols[5] + cols[6] + cols[7])
+}
+
+/// Jiffies per second (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// Turns `kernel.bpf_stats_enabled` on and restores the previous value when dropped.
+struct BpfStats {
+    previous: String,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    fn enable() -> Result<BpfStats> {
+        let previous =
+            std::fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
+        std::fs::write(BPF_STATS, "1").with_context(|| format!("enabling {BPF_STATS}"))?;
+        Ok(BpfStats {
+            previous: previous.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(BPF_STATS, &self.previous) {
+            eprintln!(
+                "warning: could not restore {BPF_STATS} to {}: {e}",
+                self.previous
+            );
+        }
+    }
+}
+
+/// Reads the final statistics dnsperf prints.
+fn parse_dnsperf(text: &str) -> Result<Dnsperf> {
+    let value = |label: &str| -> Result<&str> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .with_context(|| format!("no `{label}` line"))
+    };
+    let lost = value("Queries lost:")?;
+    let lost_line = text
+        .lines()
+        .find(|l| l.trim().starts_with("Queries lost:"))
+        .with_context(|| format!("no lost line, {lost}"))?;
+    let lost_pct = lost_line
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split('%').next())
+        .and_then(|s| s.parse().ok())
+        .context("cannot read the lost percentage")?;
+    Ok(Dnsperf {
+        sent: value("Queries sent:")?.parse()?,
+        completed: value("Queries completed:")?.parse()?,
+        lost_pct,
+        qps: value("Queries per second:")?.parse()?,
+        avg_latency_s: value("Average Latency (s):")?.parse()?,
+    })
+}
+
+/// The Markdown report: one table plus how it was measured.
+fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| Path | Offered load | Answers/s | Lost | Avg latency | CPU ms / 1,000 answers | In-kernel ns / packet |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let load = match r.load {
+            Load::Max => "highest".to_string(),
+            Load::Fixed(q) => format!("{q} q/s"),
+        };
+        let ns = r
+            .kernel_ns_per_packet
+            .map_or("—".to_string(), |v| format!("{v:.0}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.2} % | {:.0} µs | {:.1} | {} |",
+            r.mode.label(),
+            load,
+            r.perf.qps,
+            r.perf.lost_pct,
+            r.perf.avg_latency_s * 1e6,
+            r.cpu_ms_per_1k,
+            ns
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "dnsperf 2.10 in the pod namespace, {} s per run, `-c {} -T {} -q {} -t 1` (fixed rate adds `-Q {}`), \
+         cycling over {} A names of the sample snapshot; the agent in the node namespace, attached to the \
+         node-side veth. CPU is the whole machine's busy time from /proc/stat (dnsperf included) over \
+         answered queries; in-kernel time is the attached program's `run_time_ns / run_cnt` with \
+         `kernel.bpf_stats_enabled=1` (every packet the program saw). The reflect baseline sends each query \
+         back unchanged (QR=0); dnsperf matches replies by ID only, so it counts those as answers.",
+        args.duration,
+        args.clients,
+        args.threads,
+        args.outstanding,
+        args.rate,
+        names.len()
+    );
+    for r in rows.iter().filter(|r| r.mode == Mode::Kernel) {
+        if let Some(share) = r.kernel_share {
+            let _ = writeln!(
+                s,
+                "\nKernel path, {}: {:.1} % of the {} answers were counted by `dns_agent_kernel_responses_total` ({} queries sent).",
+                match r.load {
+                    Load::Max => "highest load".to_string(),
+                    Load::Fixed(q) => format!("{q} q/s"),
+                },
+                share * 100.0,
+                r.perf.completed,
+                r.perf.sent
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nMachine: {} CPUs, kernel {}.",
+        cpus(),
+        kernel_release()
+    );
+    s
+}
+
+/// Every A name the snapshot yields, as FQDNs with a trailing dot.
+fn a_names(snapshot: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(snapshot)
+        .with_context(|| format!("reading {}", snapshot.display()))?;
+    let records = expected::a_records(&text, "cluster.local")
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("reading {}", snapshot.display()))?;
+    Ok(records.into_keys().collect())
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Uid:")
+                    .map(|r| r.split_whitespace().nth(1) == Some("0"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+fn cpus() -> usize {
+    thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_dnsperf_report() {
+        let report = "Statistics:\n\n  Queries sent:         2000\n  Queries completed:    1990 (99.50%)\n  \
+                      Queries lost:         10 (0.50%)\n\n  Response codes:       NOERROR 1990 (100.00%)\n  \
+                      Run time (s):         2.000117\n  Queries per second:   994.941503\n\n  \
+                      Average Latency (s):  0.000072 (min 0.000005, max 0.003619)\n";
+        let p = parse_dnsperf(report).expect("parse");
+        assert_eq!((p.sent, p.completed), (2000, 1990));
+        assert!((p.lost_pct - 0.5).abs() < 1e-9);
+        assert!((p.qps - 994.941503).abs() < 1e-6);
+        assert!((p.avg_latency_s - 0.000072).abs() < 1e-12);
+    }
+}
