@@ -1,6 +1,817 @@
-//! End-to-end tests of the agent in network namespaces with real DNS clients.
+//! End-to-end: the agent in a node namespace answering real clients (dig, kdig, glibc) in a pod namespace.
+//!
+//! Needs root, iproute2, dig, kdig, curl and the agent binary (`DNS_AGENT_BIN`, set by
+//! `cargo xtask test`). Every test builds its own namespaces (distinct prefixes), so they may run
+//! in parallel; the guards tear everything down even when an assertion fails.
 
-use dns_agent_tests::netns::Topology;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dns_agent_tests::expected::{self, ARecords};
+use dns_agent_tests::netns::{Process, Topology};
+
+const METRICS_ADDR: &str = "127.0.0.1:9153";
+const TTL: u32 = 5;
+/// Most addresses the kernel program answers with (`ARecords::addrs_be`).
+const KERNEL_MAX_ADDRS: usize = dns_common::records::MAX_ADDRS;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures: paths, the expected records, the agent process, metrics.
+
+fn workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .expect("tests/ has a parent directory")
+        .to_path_buf()
+}
+
+/// The agent binary: `DNS_AGENT_BIN`, else the workspace's debug build.
+fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DNS_AGENT_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "DNS_AGENT_BIN={} does not exist", p.display());
+        return p;
+    }
+    let p = workspace().join("target/debug/dns-agent");
+    assert!(
+        p.is_file(),
+        "no agent binary: set DNS_AGENT_BIN or build it first (`cargo build -p dns-agent`); \
+         `cargo xtask test` does both"
+    );
+    p
+}
+
+fn sample_path() -> PathBuf {
+    workspace().join("dns-agent/snapshots/sample.yaml")
+}
+
+fn sample_records() -> ARecords {
+    let path = sample_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    expected::a_records(&text, "cluster.local")
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Whether the kernel can answer `name` with `n` addresses without EDNS (512-byte limit).
+fn kernel_answerable(name: &str, n: usize) -> bool {
+    // header + question (wire name = len + 1 bytes) + n answers of 16 bytes.
+    n <= KERNEL_MAX_ADDRS && 12 + name.len() + 1 + 4 + 16 * n <= 512
+}
+
+/// A running agent in the node namespace, stopped (SIGTERM) when dropped.
+struct Agent {
+    proc: Process,
+    log: PathBuf,
+    kernel: bool,
+}
+
+impl Agent {
+    /// Starts the agent on `topo`'s node side with the sample snapshot and `extra` flags, and
+    /// waits until it answers from the pod (and, with the kernel path, until the kernel does).
+    fn start(topo: &Topology, extra: &[&str], probe: (&str, Ipv4Addr)) -> Agent {
+        let log = std::env::temp_dir().join(format!(
+            "dns-agent-e2e-{}-{}.log",
+            topo.node_ns(),
+            std::process::id()
+        ));
+        let args = agent_args(topo, extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = topo
+            .command(topo.node_ns(), path_str(&agent_bin()), &refs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display())),
+            )
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the agent: {e}"));
+        let mut agent = Agent {
+            proc: Process::new("dns-agent", child),
+            log,
+            kernel: !extra.contains(&"--no-kernel"),
+        };
+        agent.wait_ready(topo, probe);
+        agent
+    }
+
+    fn wait_ready(&mut self, topo: &Topology, (name, addr): (&str, Ipv4Addr)) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let server = format!("@{}", topo.service_ip());
+        loop {
+            if let Some(status) = self.proc.try_wait().expect("polling the agent") {
+                panic!(
+                    "the agent exited with {status} before answering:\n{}",
+                    self.log()
+                );
+            }
+            let out = topo
+                .exec_in_pod(
+                    "dig",
+                    &["+tries=1", "+time=1", "+short", &server, name, "A"],
+                )
+                .expect("dig");
+            let answered = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == addr.to_string());
+            let metrics_up = topo
+                .exec_in_node(
+                    "curl",
+                    &[
+                        "-sf",
+                        "--max-time",
+                        "1",
+                        &format!("http://{METRICS_ADDR}/metrics"),
+                    ],
+                )
+                .expect("curl")
+                .status
+                .success();
+            if answered && metrics_up {
+                if !self.kernel {
+                    return;
+                }
+                // The userspace server may come up before the kernel map is filled: wait until a
+                // probe is counted as a kernel answer.
+                let before = Metrics::scrape(topo).get("dns_agent_kernel_responses_total");
+                topo.exec_in_pod("dig", &["+tries=1", "+time=1", &server, name, "A"])
+                    .expect("dig");
+                if Metrics::scrape(topo).get("dns_agent_kernel_responses_total") > before {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not answer {name} within 20 s:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the agent (SIGTERM) and checks that it exited cleanly.
+    fn stop(self) {
+        let log = self.log();
+        let out = self
+            .proc
+            .stop(Duration::from_secs(10))
+            .expect("stopping the agent");
+        assert!(
+            out.status.success(),
+            "the agent exited with {} on SIGTERM:\n{log}",
+            out.status
+        );
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn agent_args(topo: &Topology, extra: &[&str]) -> Vec<String> {
+    let sample = sample_path();
+    let service = topo.service_ip().to_string();
+    let mut args: Vec<String> = [
+        "--snapshot",
+        path_str(&sample),
+        "--attach",
+        topo.node_if(),
+        "--service-ip",
+        &service,
+        "--metrics-addr",
+        METRICS_ADDR,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str()
+        .unwrap_or_else(|| panic!("{} is not UTF-8", p.display()))
+}
+
+/// Prometheus text from the agent, as `name{labels}` -> value.
+struct Metrics(BTreeMap<String, f64>);
+
+impl Metrics {
+    fn scrape(topo: &Topology) -> Metrics {
+        let out = topo
+            .exec_in_node(
+                "curl",
+                &[
+                    "-sf",
+                    "--max-time",
+                    "2",
+                    &format!("http://{METRICS_ADDR}/metrics"),
+                ],
+            )
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "cannot scrape the metrics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let map = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let (key, value) = l.rsplit_once(' ')?;
+                Some((key.trim().to_string(), value.trim().parse().ok()?))
+            })
+            .collect();
+        Metrics(map)
+    }
+
+    /// The value of `key` (`name` or `name{labels}` exactly as exposed), 0 when absent.
+    fn get(&self, key: &str) -> u64 {
+        self.0.get(key).map_or(0, |v| *v as u64)
+    }
+
+    /// Sum of every series of metric `name`.
+    fn sum(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.as_str() == name || k.starts_with(&format!("{name}{{")))
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
+
+    fn passed(&self, reason: &str) -> u64 {
+        self.get(&format!(
+            "dns_agent_kernel_passed_total{{reason=\"{reason}\"}}"
+        ))
+    }
+}
+
+/// Asserts that nothing (XDP or TC) is attached to the node-side veth.
+fn assert_detached(topo: &Topology, context: &str) {
+    let tc = topo
+        .exec_in_node("tc", &["filter", "show", "dev", topo.node_if(), "ingress"])
+        .expect("tc");
+    let tc_text = String::from_utf8_lossy(&tc.stdout);
+    assert!(
+        tc_text.trim().is_empty(),
+        "{context}: a TC filter is left on {}:\n{tc_text}",
+        topo.node_if()
+    );
+    let link = topo
+        .exec_in_node("ip", &["link", "show", "dev", topo.node_if()])
+        .expect("ip link");
+    let link_text = String::from_utf8_lossy(&link.stdout);
+    assert!(
+        link.status.success(),
+        "{context}: {} is gone",
+        topo.node_if()
+    );
+    assert!(
+        !link_text.contains("xdp"),
+        "{context}: an XDP program is left on {}:\n{link_text}",
+        topo.node_if()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS clients and their output.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tool {
+    Dig,
+    Kdig,
+}
+
+/// What a query must get.
+#[derive(Clone, Debug)]
+enum Expect {
+    /// Answered by the kernel (when it runs) with these addresses, in this order.
+    Kernel(Vec<Ipv4Addr>),
+    /// Passed up by the kernel for `reason`, answered by userspace with `status`, `answers` records
+    /// in the answer section and these extra header flags (e.g. "tc").
+    Passed {
+        reason: &'static str,
+        status: &'static str,
+        answers: usize,
+        tc: bool,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Query {
+    tool: Tool,
+    name: String,
+    qtype: &'static str,
+    opts: Vec<&'static str>,
+    expect: Expect,
+}
+
+impl Query {
+    fn new(
+        tool: Tool,
+        name: &str,
+        qtype: &'static str,
+        opts: &[&'static str],
+        expect: Expect,
+    ) -> Query {
+        Query {
+            tool,
+            name: name.to_string(),
+            qtype,
+            opts: opts.to_vec(),
+            expect,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let tool = if self.tool == Tool::Dig {
+            "dig"
+        } else {
+            "kdig"
+        };
+        format!(
+            "{tool} {} {} {}",
+            self.name,
+            self.qtype,
+            self.opts.join(" ")
+        )
+    }
+
+    fn edns(&self) -> bool {
+        match self.tool {
+            Tool::Dig => !self.opts.contains(&"+noedns"),
+            Tool::Kdig => self
+                .opts
+                .iter()
+                .any(|o| *o == "+edns" || *o == "+dnssec" || o.starts_with("+bufsize")),
+        }
+    }
+
+    /// Runs the query once (one UDP packet: no retries, no TCP fallback) from the pod.
+    fn run(&self, topo: &Topology) -> Reply {
+        let server = format!("@{}", topo.service_ip());
+        let mut args: Vec<&str> = match self.tool {
+            Tool::Dig => vec![
+                &server,
+                "+tries=1",
+                "+time=3",
+                "+ignore",
+                "+noall",
+                "+comments",
+                "+question",
+                "+answer",
+                "+authority",
+                "+additional",
+            ],
+            Tool::Kdig => vec![&server, "+retry=0", "+timeout=3", "+ignore", "+nostats"],
+        };
+        args.extend(self.opts.iter().copied());
+        args.extend([self.name.as_str(), self.qtype]);
+        let cmd = if self.tool == Tool::Dig {
+            "dig"
+        } else {
+            "kdig"
+        };
+        let out = topo
+            .exec_in_pod(cmd, &args)
+            .expect("running the DNS client");
+        Reply::parse(self, &out)
+    }
+}
+
+/// One client's view of a response.
+#[derive(Clone, Debug, Default)]
+struct Reply {
+    text: String,
+    status: String,
+    flags: Vec<String>,
+    question: Vec<String>,
+    answer: Vec<Vec<String>>,
+    authority: Vec<Vec<String>>,
+    /// The OPT pseudo-section's lines, if any.
+    opt: Vec<String>,
+}
+
+impl Reply {
+    fn parse(q: &Query, out: &Output) -> Reply {
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success() && text.contains("status:"),
+            "{}: no reply ({}):\n{text}{}",
+            q.describe(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut r = Reply {
+            text: text.clone(),
+            ..Reply::default()
+        };
+        let mut section = "";
+        for line in text.lines() {
+            let l = line.trim();
+            if let Some(i) = l.find("status: ") {
+                r.status = l[i + 8..]
+                    .split([',', ';'])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+            } else if l.to_ascii_lowercase().starts_with(";; flags:") {
+                let f = &l[9..];
+                r.flags = f
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+            } else if l.starts_with(";;") && l.ends_with(':') {
+                section = if l.contains("PSEUDOSECTION") {
+                    "opt"
+                } else if l.contains("QUESTION") {
+                    "question"
+                } else if l.contains("ANSWER") {
+                    "answer"
+                } else if l.contains("AUTHORITY") {
+                    "authority"
+                } else if l.contains("ADDITIONAL") {
+                    "additional"
+                } else {
+                    ""
+                };
+            } else if l.is_empty() {
+                continue;
+            } else {
+                match section {
+                    "opt" => r.opt.push(l.to_string()),
+                    "question" => r
+                        .question
+                        .push(l.trim_start_matches(';').trim().to_string()),
+                    "answer" if !l.starts_with(';') => r.answer.push(fields(l)),
+                    "authority" if !l.starts_with(';') => r.authority.push(fields(l)),
+                    _ => {}
+                }
+            }
+        }
+        r
+    }
+
+    /// The output with everything that may differ between two equal responses removed: the ID,
+    /// timing and server lines, and the SOA serial (the time the agent loaded its records).
+    fn normalized(&self) -> String {
+        self.text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| {
+                !l.is_empty()
+                    && ![
+                        ";; Query time",
+                        ";; SERVER",
+                        ";; WHEN",
+                        ";; MSG SIZE",
+                        ";; Received",
+                        ";; Time",
+                        ";; From",
+                    ]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .map(|l| {
+                let mut l = l.to_string();
+                if let Some(i) = l.find("id: ") {
+                    let end = l[i + 4..]
+                        .find(|c: char| !c.is_ascii_digit())
+                        .map_or(l.len(), |e| i + 4 + e);
+                    l.replace_range(i + 4..end, "<id>");
+                }
+                let f = fields(&l);
+                if f.len() >= 7 && f[3] == "SOA" && !l.starts_with(';') {
+                    let mut f = f;
+                    f[6] = "<serial>".to_string();
+                    l = f.join(" ");
+                }
+                l
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn fields(l: &str) -> Vec<String> {
+    l.split_whitespace().map(str::to_string).collect()
+}
+
+/// Checks one reply against what its query expects (either path).
+fn check_reply(q: &Query, r: &Reply) {
+    let what = q.describe();
+    let has = |f: &str| r.flags.iter().any(|x| x == f);
+    // Header rules shared by every answer inside the zone.
+    assert!(has("qr"), "{what}: QR not set:\n{}", r.text);
+    assert!(!has("ra") && !has("ad"), "{what}: RA/AD set:\n{}", r.text);
+    assert_eq!(
+        has("rd"),
+        !q.opts.contains(&"+norec") && !q.opts.contains(&"+norecurse"),
+        "{what}: RD not copied:\n{}",
+        r.text
+    );
+    assert_eq!(
+        has("cd"),
+        q.opts.contains(&"+cd") || q.opts.contains(&"+cdflag"),
+        "{what}: CD not copied:\n{}",
+        r.text
+    );
+    // The question comes back as sent, case included.
+    let qname = if q.name.ends_with('.') {
+        q.name.clone()
+    } else {
+        format!("{}.", q.name)
+    };
+    assert!(
+        r.question.len() == 1 && fields(&r.question[0]).first() == Some(&qname),
+        "{what}: question not echoed as sent ({qname}):\n{}",
+        r.text
+    );
+    // OPT echoed iff the query had one, with DO copied, no options (no COOKIE, no NSID).
+    if q.edns() {
+        assert_eq!(
+            r.opt.len(),
+            1,
+            "{what}: want exactly one OPT line (no options):\n{}",
+            r.text
+        );
+        let opt = r.opt[0].to_ascii_lowercase();
+        assert!(
+            opt.contains("version: 0"),
+            "{what}: EDNS version:\n{}",
+            r.text
+        );
+        let want_do = q.opts.contains(&"+dnssec");
+        let flags = opt
+            .split("flags:")
+            .nth(1)
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        assert_eq!(
+            flags.split_whitespace().any(|f| f == "do"),
+            want_do,
+            "{what}: DO bit not copied:\n{}",
+            r.text
+        );
+    } else {
+        assert!(
+            r.opt.is_empty(),
+            "{what}: OPT in the reply to a query without one:\n{}",
+            r.text
+        );
+    }
+    match &q.expect {
+        Expect::Kernel(addrs) => {
+            assert_eq!(r.status, "NOERROR", "{what}:\n{}", r.text);
+            assert!(
+                has("aa") && !has("tc"),
+                "{what}: want AA, no TC:\n{}",
+                r.text
+            );
+            let got: Vec<Ipv4Addr> = r
+                .answer
+                .iter()
+                .map(|rr| {
+                    assert!(
+                        rr.len() == 5 && rr[2] == "IN" && rr[3] == "A",
+                        "{what}: not an A record: {rr:?}"
+                    );
+                    assert_eq!(rr[0], qname, "{what}: owner name is not the question's");
+                    assert_eq!(rr[1], TTL.to_string(), "{what}: TTL");
+                    rr[4]
+                        .parse()
+                        .unwrap_or_else(|e| panic!("{what}: {}: {e}", rr[4]))
+                })
+                .collect();
+            assert_eq!(&got, addrs, "{what}: answers (in order):\n{}", r.text);
+            assert!(
+                r.authority.is_empty(),
+                "{what}: authority section:\n{}",
+                r.text
+            );
+        }
+        Expect::Passed {
+            status,
+            answers,
+            tc,
+            ..
+        } => {
+            assert_eq!(&r.status, status, "{what}:\n{}", r.text);
+            assert_eq!(
+                r.answer.len(),
+                *answers,
+                "{what}: answer count:\n{}",
+                r.text
+            );
+            assert_eq!(has("tc"), *tc, "{what}: TC:\n{}", r.text);
+            match *status {
+                "REFUSED" => assert!(!has("aa"), "{what}: AA outside the zone:\n{}", r.text),
+                _ => assert!(has("aa"), "{what}: no AA inside the zone:\n{}", r.text),
+            }
+            if (*status == "NXDOMAIN" || *answers == 0) && *status != "REFUSED" && !*tc {
+                assert!(
+                    r.authority.len() == 1
+                        && r.authority[0].get(3).map(String::as_str) == Some("SOA"),
+                    "{what}: want the zone SOA in authority:\n{}",
+                    r.text
+                );
+            }
+        }
+    }
+}
+
+/// Mixes the case of an ASCII name: every other letter upper-case.
+fn mixed_case(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The query set of the kernel/userspace comparison.
+fn queries(records: &ARecords) -> Vec<Query> {
+    use Tool::{Dig, Kdig};
+    let (kernel, too_big): (Vec<_>, Vec<_>) = records
+        .iter()
+        .partition(|(name, addrs)| kernel_answerable(name, addrs.len()));
+    assert!(
+        kernel.len() >= 3,
+        "the sample should hold several kernel-answerable names: {records:?}"
+    );
+    let mut qs = Vec::new();
+    // Every kernel-answerable name, as dig sends it by default (EDNS with a COOKIE option).
+    for (name, addrs) in &kernel {
+        qs.push(Query::new(
+            Dig,
+            name,
+            "A",
+            &[],
+            Expect::Kernel((*addrs).clone()),
+        ));
+    }
+    // A ClusterIP name and a headless one with several addresses, in every variant.
+    let single = kernel
+        .iter()
+        .find(|(_, a)| a.len() == 1)
+        .expect("a name with one address");
+    let multi = kernel
+        .iter()
+        .find(|(_, a)| a.len() > 1)
+        .expect("a headless name with several addresses");
+    for (name, addrs) in [single, multi] {
+        let k = || Expect::Kernel((*addrs).clone());
+        let mixed = mixed_case(name);
+        for opts in [
+            &["+noedns"][..],
+            &["+dnssec"],
+            &["+nocookie"],
+            &["+norec"],
+            &["+cd"],
+            &["+bufsize=512"],
+            &["+bufsize=4096", "+nsid"],
+        ] {
+            qs.push(Query::new(Dig, name, "A", opts, k()));
+        }
+        qs.push(Query::new(Dig, &mixed, "A", &[], k()));
+        qs.push(Query::new(Dig, &mixed, "A", &["+noedns"], k()));
+        qs.push(Query::new(
+            Dig,
+            name.trim_end_matches('.'),
+            "A",
+            &["+noedns"],
+            k(),
+        ));
+        for opts in [
+            &[][..],
+            &["+edns"],
+            &["+dnssec"],
+            &["+norec"],
+            &["+edns", "+nsid"],
+        ] {
+            qs.push(Query::new(Kdig, name, "A", opts, k()));
+        }
+        qs.push(Query::new(Kdig, &mixed, "A", &["+edns"], k()));
+        // Other types of an existing name: NODATA from userspace.
+        for (tool, qtype) in [(Dig, "AAAA"), (Dig, "TXT"), (Kdig, "AAAA"), (Dig, "MX")] {
+            qs.push(Query::new(
+                tool,
+                name,
+                qtype,
+                &[],
+                Expect::Passed {
+                    reason: "qtype",
+                    status: "NOERROR",
+                    answers: 0,
+                    tc: false,
+                },
+            ));
+        }
+    }
+    // Names the kernel does not hold.
+    let miss = |status| Expect::Passed {
+        reason: "miss",
+        status,
+        answers: 0,
+        tc: false,
+    };
+    for name in [
+        "nosuch.default.svc.cluster.local.",
+        "warming.demo.svc.cluster.local.",
+        "search.demo.svc.cluster.local.",
+        "WEB.nosuchns.svc.cluster.local.",
+    ] {
+        qs.push(Query::new(Dig, name, "A", &[], miss("NXDOMAIN")));
+        qs.push(Query::new(Kdig, name, "A", &[], miss("NXDOMAIN")));
+    }
+    qs.push(Query::new(
+        Dig,
+        "svc.cluster.local.",
+        "A",
+        &[],
+        miss("NOERROR"),
+    ));
+    qs.push(Query::new(
+        Dig,
+        "cluster.local.",
+        "A",
+        &["+noedns"],
+        miss("NOERROR"),
+    ));
+    qs.push(Query::new(Dig, "example.org.", "A", &[], miss("REFUSED")));
+    qs.push(Query::new(
+        Kdig,
+        "kubernetes.io.",
+        "A",
+        &["+edns"],
+        miss("REFUSED"),
+    ));
+    qs.push(Query::new(
+        Dig,
+        "cluster.local.",
+        "SOA",
+        &[],
+        Expect::Passed {
+            reason: "qtype",
+            status: "NOERROR",
+            answers: 1,
+            tc: false,
+        },
+    ));
+    // Too many addresses for the kernel (and for 512 bytes without EDNS).
+    for (name, addrs) in &too_big {
+        qs.push(Query::new(
+            Dig,
+            name,
+            "A",
+            &["+noedns"],
+            Expect::Passed {
+                reason: "too_big",
+                status: "NOERROR",
+                answers: 0,
+                tc: true,
+            },
+        ));
+        if 12 + name.len() + 5 + 16 * addrs.len() + 11 <= 1232 {
+            qs.push(Query::new(
+                Dig,
+                name,
+                "A",
+                &["+bufsize=1232"],
+                Expect::Passed {
+                    reason: "too_big",
+                    status: "NOERROR",
+                    answers: addrs.len(),
+                    tc: false,
+                },
+            ));
+        }
+    }
+    qs
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
 
 #[test]
 fn topology_pod_reaches_service_ip() {
@@ -19,10 +830,289 @@ fn topology_pod_reaches_service_ip() {
             "pod does not reach the service IP: {text}"
         );
         let resolv = topo.exec_in_pod("cat", &["/etc/resolv.conf"]).expect("cat");
-        assert!(String::from_utf8_lossy(&resolv.stdout).contains("ndots:5"));
+        let resolv = String::from_utf8_lossy(&resolv.stdout);
+        assert!(
+            resolv.contains("search default.svc.cluster.local") && resolv.contains("ndots:5"),
+            "{resolv}"
+        );
     }
     assert!(
-        !std::path::Path::new("/run/netns").join(&node_ns).exists(),
+        !Path::new("/run/netns").join(&node_ns).exists(),
         "namespace left behind"
     );
+}
+
+#[test]
+fn sample_snapshot_yields_the_documented_records() {
+    let r = sample_records();
+    let a = |s: &str| s.parse::<Ipv4Addr>().expect("address");
+    assert_eq!(
+        r.get("web.default.svc.cluster.local."),
+        Some(&vec![a("10.96.10.20")])
+    );
+    assert_eq!(
+        r.get("api.demo.svc.cluster.local."),
+        Some(&vec![a("10.96.20.30")])
+    );
+    assert_eq!(
+        r.get("db.demo.svc.cluster.local."),
+        Some(&vec![a("10.244.1.11"), a("10.244.2.12"), a("10.244.3.14")])
+    );
+    assert!(r.get("warming.demo.svc.cluster.local.").is_none());
+    assert!(r.get("search.demo.svc.cluster.local.").is_none());
+    assert!(r
+        .get("fanout.demo.svc.cluster.local.")
+        .is_some_and(|v| v.len() > KERNEL_MAX_ADDRS));
+}
+
+/// The kernel answers A queries for known names (counted as kernel answers), passes everything
+/// else to userspace (counted by reason), and userspace alone gives the same responses.
+#[test]
+fn kernel_and_userspace_answer_identically() {
+    let records = sample_records();
+    let qs = queries(&records);
+    let probe = (
+        "web.default.svc.cluster.local.",
+        "10.96.10.20".parse().expect("address"),
+    );
+    let topo = Topology::create("e2e-paths").expect("create topology");
+
+    // Kernel path.
+    let agent = Agent::start(&topo, &[], probe);
+    let before = Metrics::scrape(&topo);
+    let kernel_replies: Vec<Reply> = qs
+        .iter()
+        .map(|q| {
+            let r = q.run(&topo);
+            check_reply(q, &r);
+            r
+        })
+        .collect();
+    let after = Metrics::scrape(&topo);
+    let kernel_sent = qs
+        .iter()
+        .filter(|q| matches!(q.expect, Expect::Kernel(_)))
+        .count() as u64;
+    assert_eq!(
+        after.get("dns_agent_kernel_responses_total")
+            - before.get("dns_agent_kernel_responses_total"),
+        kernel_sent,
+        "kernel answers: want exactly the {kernel_sent} kernel-answerable queries sent"
+    );
+    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+    for q in &qs {
+        if let Expect::Passed { reason, .. } = q.expect {
+            *reasons.entry(reason).or_default() += 1;
+        }
+    }
+    for (reason, n) in &reasons {
+        assert_eq!(
+            after.passed(reason) - before.passed(reason),
+            *n,
+            "kernel_passed_total{{reason=\"{reason}\"}}"
+        );
+    }
+    let passed: u64 = reasons.values().sum();
+    assert_eq!(
+        after.sum("dns_agent_userspace_responses_total")
+            - before.sum("dns_agent_userspace_responses_total"),
+        passed,
+        "userspace responses: want exactly the {passed} passed queries"
+    );
+    agent.stop();
+    assert_detached(&topo, "after SIGTERM");
+
+    // Userspace only: the same questions must get the same responses.
+    let agent = Agent::start(&topo, &["--no-kernel"], probe);
+    let before = Metrics::scrape(&topo);
+    let mut mismatches = Vec::new();
+    for (q, kernel) in qs.iter().zip(&kernel_replies) {
+        let user = q.run(&topo);
+        check_reply(q, &user);
+        if user.normalized() != kernel.normalized() {
+            mismatches.push(format!(
+                "{}\n--- kernel path:\n{}\n--- userspace:\n{}",
+                q.describe(),
+                kernel.normalized(),
+                user.normalized()
+            ));
+        }
+    }
+    let after = Metrics::scrape(&topo);
+    assert_eq!(
+        after.get("dns_agent_kernel_responses_total"),
+        0,
+        "--no-kernel but kernel answers counted"
+    );
+    assert_eq!(
+        after.sum("dns_agent_userspace_responses_total")
+            - before.sum("dns_agent_userspace_responses_total"),
+        qs.len() as u64,
+        "with --no-kernel userspace answers every query"
+    );
+    assert_detached(&topo, "with --no-kernel");
+    agent.stop();
+    assert!(
+        mismatches.is_empty(),
+        "{} responses differ between the paths:\n{}",
+        mismatches.len(),
+        mismatches.join("\n\n")
+    );
+}
+
+/// glibc in the pod resolves through the pod's resolv.conf (search list, ndots:5).
+#[test]
+fn glibc_resolves_service_names() {
+    let topo = Topology::create("e2e-glibc").expect("create topology");
+    let probe = (
+        "web.default.svc.cluster.local.",
+        "10.96.10.20".parse().expect("address"),
+    );
+    let agent = Agent::start(&topo, &[], probe);
+    let before = Metrics::scrape(&topo);
+    for (query, want) in [
+        ("web.default.svc.cluster.local", vec!["10.96.10.20"]),
+        ("web", vec!["10.96.10.20"]),
+        ("db.demo", vec!["10.244.1.11", "10.244.2.12", "10.244.3.14"]),
+        ("api.demo.svc", vec!["10.96.20.30"]),
+    ] {
+        let out = topo
+            .exec_in_pod("getent", &["ahosts", query])
+            .expect("getent");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "getent ahosts {query} failed ({}):\n{text}",
+            out.status
+        );
+        let mut got: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("STREAM"))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got, want, "getent ahosts {query}:\n{text}");
+    }
+    let out = topo
+        .exec_in_pod("getent", &["ahosts", "nosuch"])
+        .expect("getent");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "getent ahosts nosuch: want 2 (not found)"
+    );
+    let after = Metrics::scrape(&topo);
+    assert!(
+        after.get("dns_agent_kernel_responses_total")
+            >= before.get("dns_agent_kernel_responses_total") + 4,
+        "glibc's A queries should be answered by the kernel"
+    );
+    agent.stop();
+}
+
+/// Bad input: one line naming the problem, a non-zero exit, nothing left attached.
+#[test]
+fn bad_input_fails_cleanly() {
+    let topo = Topology::create("e2e-badin").expect("create topology");
+    let dir = std::env::temp_dir().join(format!("dns-agent-e2e-badin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad_yaml = dir.join("bad.yaml");
+    std::fs::write(
+        &bad_yaml,
+        "apiVersion: v1\nkind: List\nitems: [ {kind: Service, \n",
+    )
+    .expect("write");
+    let bad_yaml = path_str(&bad_yaml).to_string();
+    let sample = path_str(&sample_path()).to_string();
+    let node_if = topo.node_if().to_string();
+    let service = topo.service_ip().to_string();
+    let base = |snapshot: &str, iface: &str, ip: &str| -> Vec<String> {
+        [
+            "--snapshot",
+            snapshot,
+            "--attach",
+            iface,
+            "--service-ip",
+            ip,
+            "--metrics-addr",
+            METRICS_ADDR,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut two_ifaces = base(&sample, &node_if, &service);
+    two_ifaces.extend(["--attach".to_string(), "nosuch0".to_string()]);
+    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+        (
+            "missing snapshot",
+            base("/nonexistent/snapshot.yaml", &node_if, &service),
+            "/nonexistent/snapshot.yaml",
+        ),
+        (
+            "malformed snapshot",
+            base(&bad_yaml, &node_if, &service),
+            &bad_yaml,
+        ),
+        (
+            "unknown interface",
+            base(&sample, "nosuch0", &service),
+            "nosuch0",
+        ),
+        ("second interface unknown", two_ifaces, "nosuch0"),
+        (
+            "bad service IP",
+            base(&sample, &node_if, "10.96.0.300"),
+            "10.96.0.300",
+        ),
+    ];
+    for (what, args, named) in cases {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = topo
+            .command(topo.node_ns(), path_str(&agent_bin()), &refs)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the agent");
+        let mut proc = Process::new("dns-agent", child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while proc.try_wait().expect("polling the agent").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: the agent is still running after 15 s"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        let out = proc
+            .stop(Duration::ZERO)
+            .expect("collecting the agent's output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: the agent exited with success:\n{stderr}"
+        );
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "{what}: want one line on stderr, got:\n{stderr}"
+        );
+        assert!(
+            lines[0].contains(named),
+            "{what}: the message does not name {named}: {}",
+            lines[0]
+        );
+        assert_detached(&topo, what);
+        let pids = Command::new("ip")
+            .args(["netns", "pids", topo.node_ns()])
+            .output()
+            .expect("ip netns pids");
+        assert!(
+            String::from_utf8_lossy(&pids.stdout).trim().is_empty(),
+            "{what}: a process is left in the node namespace"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
