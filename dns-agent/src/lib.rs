@@ -1,0 +1,7 @@
+//! dns-agent: answers the cluster zone from userspace and keeps the kernel fast path in sync.
+
+pub mod cli;
+pub mod cluster;
+pub mod dataplane;
+pub mod records;
+pub mod snapshot;
