@@ -433,7 +433,7 @@ impl Reply {
                     .split_whitespace()
                     .map(str::to_string)
                     .collect();
-            } else if l.starts_with(";;") && l.ends_with(':') {
+            } else if l.starts_with(";;") && l.ends_with(':') && (l.contains("SECTION") || l.contains(" DATA")) {
                 section = if l.contains("PSEUDOSECTION") {
                     "opt"
                 } else if l.contains("QUESTION") {
@@ -528,12 +528,16 @@ fn check_reply(q: &Query, r: &Reply) {
         "{what}: CD not copied:\n{}",
         r.text
     );
-    // The question comes back as sent, case included.
-    let qname = if q.name.ends_with('.') {
+    // The question comes back as sent, case included (kdig prints names lower-cased, so only
+    // dig's output can show the case).
+    let mut qname = if q.name.ends_with('.') {
         q.name.clone()
     } else {
         format!("{}.", q.name)
     };
+    if q.tool == Tool::Kdig {
+        qname = qname.to_ascii_lowercase();
+    }
     assert!(
         r.question.len() == 1 && fields(&r.question[0]).first() == Some(&qname),
         "{what}: question not echoed as sent ({qname}):\n{}",
