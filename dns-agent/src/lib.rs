@@ -3,5 +3,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod dataplane;
+pub mod metrics;
 pub mod records;
+pub mod server;
 pub mod snapshot;

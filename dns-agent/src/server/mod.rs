@@ -1,0 +1,232 @@
+//! UDP and TCP DNS listeners on every service address: the slow path that answers what the kernel
+//! passes up.
+
+pub mod answer;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::metrics::Metrics;
+use crate::records::SharedRecords;
+use answer::{respond, Transport};
+
+/// Most TCP client connections served at once; further ones are closed at once.
+pub const MAX_TCP_CONNECTIONS: usize = 512;
+/// Attempts at finding a port free for UDP and TCP on every address when port 0 is asked.
+const FREE_PORT_ATTEMPTS: usize = 20;
+
+/// Where and how to listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub addrs: Vec<Ipv4Addr>,
+    /// 0: a free port, the same for UDP and TCP on every address.
+    pub port: u16,
+    /// A TCP connection with no complete query for this long is closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Why the listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {proto} {addr}: {source}{hint}")]
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+        hint: &'static str,
+    },
+    #[error("no free port for UDP and TCP on every service address after {FREE_PORT_ATTEMPTS} attempts")]
+    NoFreePort,
+}
+
+fn bind_error(proto: &'static str, addr: SocketAddr, source: io::Error) -> ServerError {
+    let hint = match source.kind() {
+        io::ErrorKind::AddrNotAvailable => " (the address must be on an interface, e.g. `ip addr add IP/32 dev lo`)",
+        io::ErrorKind::PermissionDenied => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+        io::ErrorKind::AddrInUse => " (another DNS server is running there? pick another --dns-port)",
+        _ => "",
+    };
+    ServerError::Bind { proto, addr, source, hint }
+}
+
+/// Bound sockets, not yet serving.
+pub struct DnsServer {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+    port: u16,
+    tcp_idle_timeout: Duration,
+}
+
+/// Running listeners; [`ServerHandle::stop`] ends them.
+pub struct ServerHandle {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl DnsServer {
+    /// Binds UDP and TCP on every address (on one common port when `port` is 0).
+    pub async fn bind(cfg: &ServerConfig) -> Result<Self, ServerError> {
+        if cfg.port != 0 {
+            return Self::bind_port(cfg, cfg.port).await;
+        }
+        for _ in 0..FREE_PORT_ATTEMPTS {
+            let Some(first) = cfg.addrs.first() else { break };
+            let probe = UdpSocket::bind((*first, 0))
+                .await
+                .map_err(|e| bind_error("UDP", SocketAddr::from((*first, 0)), e))?;
+            let port = probe.local_addr().map_err(|e| bind_error("UDP", SocketAddr::from((*first, 0)), e))?.port();
+            drop(probe);
+            match Self::bind_port(cfg, port).await {
+                Ok(server) => return Ok(server),
+                Err(ServerError::Bind { source, .. }) if source.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ServerError::NoFreePort)
+    }
+
+    async fn bind_port(cfg: &ServerConfig, port: u16) -> Result<Self, ServerError> {
+        let mut udp = Vec::with_capacity(cfg.addrs.len());
+        let mut tcp = Vec::with_capacity(cfg.addrs.len());
+        for ip in &cfg.addrs {
+            let addr = SocketAddr::from((*ip, port));
+            udp.push(UdpSocket::bind(addr).await.map_err(|e| bind_error("UDP", addr, e))?);
+            tcp.push(TcpListener::bind(addr).await.map_err(|e| bind_error("TCP", addr, e))?);
+        }
+        Ok(DnsServer { udp, tcp, port, tcp_idle_timeout: cfg.tcp_idle_timeout })
+    }
+
+    /// The port every listener uses.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// One address per service IP (UDP and TCP share it).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    /// Starts answering from `records`.
+    pub fn spawn(self, records: SharedRecords, metrics: Arc<Metrics>) -> ServerHandle {
+        let (shutdown, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for socket in self.udp {
+            tasks.spawn(serve_udp(socket, records.clone(), Arc::clone(&metrics), stopped.clone()));
+        }
+        for listener in self.tcp {
+            tasks.spawn(serve_tcp(
+                listener,
+                records.clone(),
+                Arc::clone(&metrics),
+                stopped.clone(),
+                self.tcp_idle_timeout,
+            ));
+        }
+        ServerHandle { shutdown, tasks }
+    }
+}
+
+impl ServerHandle {
+    /// Stops every listener, closes TCP connections, and waits until all tasks ended.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn serve_udp(socket: UdpSocket, records: SharedRecords, metrics: Arc<Metrics>, mut stopped: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (len, peer) = tokio::select! {
+            _ = stopped.changed() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux; keep serving.
+                    log::debug!("UDP receive: {e}");
+                    continue;
+                }
+            },
+        };
+        let Some(response) = respond(&buf[..len], &records.load(), Transport::Udp) else { continue };
+        metrics.count_response(response.rcode);
+        if let Err(e) = socket.send_to(&response.bytes, peer).await {
+            log::debug!("UDP send to {peer}: {e}");
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    records: SharedRecords,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+    idle: Duration,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        while conns.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, peer)) => {
+                if conns.len() >= MAX_TCP_CONNECTIONS {
+                    log::debug!("TCP: {MAX_TCP_CONNECTIONS} connections open, closing the one from {peer}");
+                    continue;
+                }
+                let (records, metrics) = (records.clone(), Arc::clone(&metrics));
+                conns.spawn(async move {
+                    if let Err(e) = serve_connection(stream, &records, &metrics, idle).await {
+                        log::debug!("TCP connection from {peer}: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                log::warn!("TCP accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+/// Answers length-prefixed queries in order until the client closes, sends a zero length, or
+/// stays idle for `idle`. Queries may be pipelined: each is answered as soon as it is read.
+async fn serve_connection(stream: TcpStream, records: &SharedRecords, metrics: &Metrics, idle: Duration) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut stream = BufReader::new(stream);
+    let mut query = vec![0u8; 65_535];
+    loop {
+        let mut len = [0u8; 2];
+        let read = async {
+            stream.read_exact(&mut len).await?;
+            let n = usize::from(u16::from_be_bytes(len));
+            stream.read_exact(&mut query[..n]).await?;
+            Ok::<usize, io::Error>(n)
+        };
+        let n = match tokio::time::timeout(idle, read).await {
+            Err(_) => return Ok(()), // idle
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(n)) => n,
+        };
+        let Some(response) = respond(&query[..n], &records.load(), Transport::Tcp) else { continue };
+        metrics.count_response(response.rcode);
+        let Ok(len) = u16::try_from(response.bytes.len()) else { continue };
+        let mut framed = Vec::with_capacity(2 + response.bytes.len());
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&response.bytes);
+        stream.get_mut().write_all(&framed).await?;
+    }
+}
