@@ -1,5 +1,6 @@
 //! dns-agent: answers the cluster zone from userspace and keeps the kernel fast path in sync.
 
+pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod dataplane;

@@ -1,0 +1,217 @@
+//! Wiring: snapshot → records → kernel dataplane → listeners and metrics, and the orderly stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cli::{Config, KernelConfig};
+use crate::cluster::Cluster;
+use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
+use crate::metrics::{KernelStatsFn, Metrics, MetricsError, MetricsHandle, MetricsServer};
+use crate::records::{self, Records, SharedRecords};
+use crate::server::{DnsServer, ServerConfig, ServerError, ServerHandle};
+use crate::snapshot::{self, SnapshotError};
+
+/// Why the agent could not start or update.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("kernel path: {0}")]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+/// The kernel dataplane, shared with the metrics endpoint that reads its counters.
+type SharedDataplane = Arc<Mutex<Dataplane>>;
+
+/// A running agent.
+pub struct App {
+    settings: records::Settings,
+    records: SharedRecords,
+    metrics: Arc<Metrics>,
+    dns: ServerHandle,
+    dns_addrs: Vec<SocketAddr>,
+    metrics_server: Option<(MetricsHandle, SocketAddr)>,
+    dataplane: Option<SharedDataplane>,
+}
+
+/// Runs the agent described by `config` until `shutdown` completes, then stops it: the
+/// listeners close and the kernel programs are detached. What `main` does, and what a test
+/// calls with its own shutdown future.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let app = App::start(config).await?;
+    shutdown.await;
+    log::info!("shutting down");
+    app.stop().await;
+    Ok(())
+}
+
+impl App {
+    /// Loads the snapshot, binds every socket, attaches the kernel program (when configured)
+    /// and fills its map, then starts serving. Every socket is bound before anything is
+    /// attached; an error after attaching detaches again before returning.
+    pub async fn start(config: Config) -> Result<App, AppError> {
+        let loaded = snapshot::load(&config.snapshot)?;
+        let settings = records::Settings { zone: config.zone.clone(), ttl: config.ttl };
+        let (records, notes) = records::build(&loaded.cluster, &settings, unix_now());
+        for note in notes {
+            log::warn!("{note}");
+        }
+
+        let server_cfg = ServerConfig {
+            addrs: config.service_ips.clone(),
+            port: config.dns_port,
+            tcp_idle_timeout: config.tcp_idle_timeout,
+        };
+        let dns = DnsServer::bind(&server_cfg).await?;
+        let dns_addrs = dns.local_addrs();
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(MetricsServer::bind(addr).await?),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        metrics.set_records_a(records.a.len());
+
+        let dataplane = match &config.kernel {
+            Some(kernel) => Some(start_dataplane(kernel, &config, dns.port(), &records)?),
+            None => None,
+        };
+        if let Some(dp) = &dataplane {
+            let attachments = lock(dp).attachments();
+            metrics.set_kernel_attachments(attachments.len());
+            for (iface, how) in attachments {
+                log::info!("kernel program attached to {iface} ({how})");
+            }
+        } else {
+            log::info!("kernel path off: answering in userspace only");
+        }
+
+        let metrics_server = metrics_listener.map(|listener| {
+            let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let kernel = dataplane.as_ref().map(|dp| {
+                let dp = Arc::clone(dp);
+                let read: KernelStatsFn = Arc::new(move || lock(&dp).stats().map_err(|e| e.to_string()));
+                read
+            });
+            log::info!("metrics on http://{addr}/metrics");
+            (listener.spawn(Arc::clone(&metrics), kernel), addr)
+        });
+        log::info!(
+            "serving {} ({} A records, serial {}) on UDP and TCP {}",
+            records.zone,
+            records.a.len(),
+            records.serial,
+            dns_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
+        let records = SharedRecords::new(records);
+        let dns = dns.spawn(records.clone(), Arc::clone(&metrics));
+        Ok(App { settings, records, metrics, dns, dns_addrs, metrics_server, dataplane })
+    }
+
+    /// The DNS listeners' addresses (UDP and TCP), one per service IP.
+    pub fn dns_addrs(&self) -> &[SocketAddr] {
+        &self.dns_addrs
+    }
+
+    /// The metrics endpoint's address, when it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(_, addr)| *addr)
+    }
+
+    /// The records being served (a handle: it follows updates).
+    pub fn records(&self) -> SharedRecords {
+        self.records.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Interfaces the kernel program is attached to, and how (`"xdp"` or `"tc"`).
+    pub fn kernel_attachments(&self) -> Vec<(String, &'static str)> {
+        self.dataplane.as_ref().map(|dp| lock(dp).attachments()).unwrap_or_default()
+    }
+
+    /// Recomputes the records from `cluster` and serves them: the kernel map first, then
+    /// userspace. Returns whether anything changed (the serial moves only then).
+    pub fn update(&self, cluster: &Cluster) -> Result<bool, AppError> {
+        let prev = self.records.load();
+        let (mut new, notes) = records::build(cluster, &self.settings, prev.serial);
+        for note in notes {
+            log::warn!("{note}");
+        }
+        if prev.same_content(&new) {
+            return Ok(false);
+        }
+        new.serial = records::next_serial(&prev, &new, unix_now());
+        if let Some(dp) = &self.dataplane {
+            let report = lock(dp).sync_a(&new.a)?;
+            log::info!(
+                "kernel map synced: {} inserted, {} updated, {} removed, {} userspace only",
+                report.inserted,
+                report.updated,
+                report.removed,
+                report.userspace_only
+            );
+        }
+        self.metrics.set_records_a(new.a.len());
+        log::info!("serving {} A records, serial {}", new.a.len(), new.serial);
+        self.records.store(new);
+        Ok(true)
+    }
+
+    /// Stops the metrics endpoint and the listeners, then detaches the kernel programs.
+    pub async fn stop(self) {
+        if let Some((handle, _)) = self.metrics_server {
+            handle.stop().await;
+        }
+        self.dns.stop().await;
+        if let Some(dp) = self.dataplane {
+            match Arc::try_unwrap(dp) {
+                Ok(dp) => {
+                    drop(dp.into_inner().unwrap_or_else(PoisonError::into_inner));
+                    log::info!("kernel programs detached");
+                }
+                Err(_) => log::warn!("kernel dataplane still referenced: it detaches when released"),
+            }
+        }
+    }
+}
+
+fn start_dataplane(
+    kernel: &KernelConfig,
+    config: &Config,
+    port: u16,
+    records: &Records,
+) -> Result<SharedDataplane, AppError> {
+    let cfg = DataplaneConfig {
+        interfaces: kernel.interfaces.clone(),
+        service_ips: config.service_ips.clone(),
+        port,
+        mode: kernel.mode.into(),
+        program: kernel.program.into(),
+    };
+    // On error `dp` is dropped here, which detaches whatever was attached.
+    let mut dp = Dataplane::start(&cfg)?;
+    let report = dp.sync_a(&records.a)?;
+    log::info!(
+        "kernel map filled: {} names ({} left to userspace)",
+        report.inserted + report.updated,
+        report.userspace_only
+    );
+    Ok(Arc::new(Mutex::new(dp)))
+}
+
+fn lock(dp: &SharedDataplane) -> std::sync::MutexGuard<'_, Dataplane> {
+    dp.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_now() -> u32 {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
