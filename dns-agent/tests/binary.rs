@@ -1,0 +1,93 @@
+//! The dns-agent binary: one-line errors with a non-zero exit, and a clean exit on SIGTERM/SIGINT.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dns-agent");
+
+#[test]
+fn bad_flags_give_one_line_and_exit_2() {
+    struct Case {
+        args: &'static [&'static str],
+        stderr: &'static str,
+    }
+    let cases = [
+        Case { args: &["--bogus"], stderr: "dns-agent: unexpected argument '--bogus' found" },
+        Case {
+            args: &["--service-ip", "10.96.0.300"],
+            stderr: "dns-agent: invalid value '10.96.0.300' for '--service-ip <IP>': invalid IPv4 address syntax",
+        },
+        Case {
+            args: &["--attach", "nosuchif0"],
+            stderr: "dns-agent: --attach \"nosuchif0\": no such network interface (see `ip link`)",
+        },
+        Case {
+            args: &["--attach-mode", "bpf"],
+            stderr: "dns-agent: invalid value 'bpf' for '--attach-mode <ATTACH_MODE>' [possible values: auto, xdp, tc]",
+        },
+    ];
+    for case in cases {
+        let out = Command::new(BIN).args(case.args).output().expect("run dns-agent");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{:?}: {stderr}", case.args);
+        assert_eq!(stderr.lines().collect::<Vec<_>>(), [case.stderr], "{:?}", case.args);
+    }
+}
+
+#[test]
+fn startup_errors_give_one_line_and_exit_1() {
+    let out = Command::new(BIN)
+        .args(["--snapshot", "/nonexistent/snapshot.yaml", "--dns-port", "0", "--metrics-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run dns-agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        ["dns-agent: cannot read snapshot /nonexistent/snapshot.yaml: No such file or directory (os error 2)"]
+    );
+}
+
+#[test]
+fn serves_until_sigterm_then_exits_0() {
+    for signal in ["-TERM", "-INT"] {
+        let mut child = Command::new(BIN)
+            .args(["--no-kernel", "--dns-port", "0", "--metrics-addr", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dns-agent");
+        // The log line "serving cluster.local. (...) on UDP and TCP 127.0.0.1:PORT" tells the port.
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let port: u16 = loop {
+            let line = lines.next().expect("a log line before exiting").expect("read stderr");
+            if let Some(addr) = line.split("on UDP and TCP ").nth(1) {
+                break addr.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port in log");
+            }
+        };
+        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("socket");
+        sock.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in ["web", "default", "svc", "cluster", "local"] {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        sock.send_to(&q, (Ipv4Addr::LOCALHOST, port)).expect("send");
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("an answer");
+        assert_eq!(&buf[n - 4..n], &[10, 96, 10, 20]);
+
+        let pid = child.id().to_string();
+        let killed = Command::new("kill").args([signal, pid.as_str()]).status().expect("kill");
+        assert!(killed.success());
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "exit after {signal}");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+    }
+}
