@@ -1,0 +1,131 @@
+//! The answer: rewrites an accepted query in place into the response and computes its checksums.
+//!
+//! Checksums are summed over little-endian loads (RFC 1071 §2(B): byte order only swaps the
+//! folded result, and storing it little-endian swaps it back), so wire bytes never need swapping.
+
+use dns_common::{
+    records::{ARecords, FLAG_USERSPACE_ONLY, MAX_ADDRS},
+    stats,
+};
+
+use crate::{
+    dns::{Found, Query},
+    eth, ip,
+    ip::Ipv4,
+    packet::{read, write, Packet},
+    udp::{self, Udp},
+};
+
+/// Size of one answer: `C0 0C | type | class | TTL | RDLENGTH | address`.
+const ANSWER_LEN: usize = 16;
+/// Size of the OPT record sent back (no options).
+const OPT_LEN: usize = 11;
+/// Response size limit without EDNS (RFC 1035).
+const CLASSIC_UDP_SIZE: usize = 512;
+
+/// Folds a little-endian one's-complement sum into 16 bits.
+#[inline(always)]
+pub fn fold(sum: u64) -> u16 {
+    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
+#[inline(always)]
+fn halves(w: u64) -> u64 {
+    (w & 0xffff_ffff) + (w >> 32)
+}
+
+/// Turns the query into the answer for `found`, resizing the packet; the caller sends it back.
+#[inline(always)]
+pub fn reply<P: Packet>(
+    p: &mut P,
+    ip: &Ipv4,
+    udp: &Udp,
+    q: &Query,
+    found: &Found,
+) -> Result<(), u32> {
+    // SAFETY: a map value pointer stays valid for the whole program run.
+    let rec: &ARecords = unsafe { &*found.rec };
+    let n = rec.count as usize;
+    if rec.flags & FLAG_USERSPACE_ONLY != 0 || n > MAX_ADDRS {
+        return Err(stats::TOO_BIG);
+    }
+    if n == 0 {
+        return Err(stats::MISS);
+    }
+    let opt_len = if q.has_opt { OPT_LEN } else { 0 };
+    let tail_off = q.name_off + q.name_len;
+    let dns_len = tail_off - q.dns_off + 4 + n * ANSWER_LEN + opt_len;
+    let limit = if q.has_opt && q.udp_size as usize > CLASSIC_UDP_SIZE {
+        q.udp_size as usize
+    } else {
+        CLASSIC_UDP_SIZE
+    };
+    if dns_len > limit {
+        return Err(stats::TOO_BIG);
+    }
+    let udp_len = 8 + dns_len;
+    let tot_len = ip.hdr_len + udp_len;
+
+    p.set_len(ip.off + tot_len)?;
+    // Every access below goes through `ptr_at` against the new packet bounds.
+
+    eth::swap_macs(p)?;
+    ip::reply(p, ip, tot_len)?;
+    let mut sum = udp::swap_ports(p, udp)?;
+    let udp_len_be = (udp_len as u16).to_be();
+    write(p, udp.off + 4, [udp_len_be, 0u16])?;
+    // Pseudo-header: both addresses, protocol 17, UDP length; then the UDP length field itself.
+    let addrs: [u32; 2] = read(p, ip.off + 12)?;
+    sum += addrs[0] as u64 + addrs[1] as u64 + 0x1100 + 2 * udp_len_be as u64;
+
+    // Header: ID kept; QR AA, RD copied | CD copied, RCODE 0; QD 1, AN n, NS 0, AR 0/1.
+    write(p, q.dns_off + 2, u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]))?;
+    write(p, q.dns_off + 6, [(n as u16).to_be(), 0, (q.has_opt as u16).to_be()])?;
+    let hdr: [u32; 3] = read(p, q.dns_off)?;
+    sum += hdr[0] as u64 + hdr[1] as u64 + hdr[2] as u64;
+    // The question as sent; it starts at an even offset of the UDP datagram.
+    sum += found.name_sum;
+
+    // Everything after the name, summed as if it started at an even offset: QTYPE/QCLASS
+    // (unchanged, 00 01 00 01), the answers, the OPT.
+    let mut tail: u64 = 0x0100 + 0x0100;
+    let ttl = rec.ttl.to_be_bytes();
+    let w0 = u64::from_le_bytes([0xc0, 0x0c, 0, 1, 0, 1, ttl[0], ttl[1]]);
+    let w1_lo = u32::from_le_bytes([ttl[2], ttl[3], 0, 4]) as u64;
+    let w0_sum = halves(w0);
+    let mut off = tail_off + 4;
+    for &addr in rec.addrs_be.iter().take(n) {
+        let addr = addr as u64;
+        write(p, off, [w0, w1_lo | addr << 32])?;
+        tail += w0_sum + w1_lo + addr;
+        off += ANSWER_LEN;
+    }
+    if q.has_opt {
+        let size = q.udp_size.to_be_bytes();
+        let do_bit = if q.dnssec_ok { 0x80 } else { 0 };
+        let w = u64::from_le_bytes([0, 0, 41, size[0], size[1], 0, 0, do_bit]);
+        write(p, off, w)?;
+        // Flags low byte and RDLENGTH 0, as two overlapping 16-bit stores (see `dns::walk_name`
+        // on one-byte accesses).
+        write(p, off + 8, 0u16)?;
+        write(p, off + 9, 0u16)?;
+        tail += halves(w);
+    }
+    let mut tail = fold(tail);
+    if q.name_len & 1 == 1 {
+        // The tail really starts at an odd offset: every byte swaps its half of the word.
+        tail = tail.swap_bytes();
+    }
+    sum += tail as u64;
+
+    let mut csum = !fold(sum);
+    if csum == 0 {
+        csum = 0xffff;
+    }
+    write(p, udp.off + 6, csum)
+}

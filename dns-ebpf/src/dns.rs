@@ -1,0 +1,225 @@
+//! DNS: query acceptance checks, the question-name walk, EDNS OPT parsing and the record lookup.
+
+use dns_common::{
+    name::{hash_finish, hash_start, hash_step, lower_word, MAX_NAME_LEN, NAME_WORDS},
+    records::{ARecords, NameKey},
+    stats,
+};
+
+use crate::{
+    packet::{opaque, read, Packet},
+    udp::Udp,
+    DNS_A,
+};
+
+const HDR_LEN: usize = 12;
+const TYPE_A: u16 = 1;
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+/// Largest offset of the DNS header: Ethernet, 802.1Q tag, IPv4 with options, UDP.
+const MAX_DNS_OFF: usize = 18 + 60 + 8;
+/// Most labels a 255-byte name can hold, root excluded.
+const MAX_LABELS: usize = 127;
+/// Most EDNS options looked at in one OPT record; more are left to userspace.
+const MAX_OPTIONS: usize = 16;
+
+/// An accepted question: class IN, type A, at most an EDNS(0) OPT besides.
+#[derive(Clone, Copy)]
+pub struct Query {
+    /// Offset of the DNS header in the packet.
+    pub dns_off: usize,
+    /// Offset of the question name.
+    pub name_off: usize,
+    /// Wire length of the name, root label included (1..=255).
+    pub name_len: usize,
+    /// First flags byte of the query (QR, opcode, AA, TC, RD).
+    pub flags_hi: u8,
+    /// Second flags byte of the query (RA, Z, AD, CD, RCODE).
+    pub flags_lo: u8,
+    /// Whether the query carried an OPT record.
+    pub has_opt: bool,
+    /// Requestor's UDP payload size from the OPT record.
+    pub udp_size: u16,
+    /// DO bit of the OPT record.
+    pub dnssec_ok: bool,
+}
+
+/// Checks the message is a standard single-question query for an A record in class IN.
+#[inline(always)]
+pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
+    let dns_off = udp.off + 8;
+    let end = udp.off + udp.len;
+    if udp.len < 8 + HDR_LEN {
+        return Err(stats::MALFORMED);
+    }
+    // ID, flags, QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT.
+    let hdr: [u16; 6] = read(p, dns_off)?;
+    let [flags_hi, flags_lo] = hdr[1].to_ne_bytes();
+    // QR must be clear and the opcode QUERY (0).
+    if flags_hi & 0xf8 != 0 || u16::from_be(hdr[2]) != 1 || hdr[3] != 0 || hdr[4] != 0 {
+        return Err(stats::NOT_QUERY);
+    }
+    let arcount = u16::from_be(hdr[5]);
+    if arcount > 1 {
+        return Err(stats::EDNS);
+    }
+
+    let name_len = walk_name(p, dns_off + HDR_LEN)?;
+    // Forget how the walk got here, then bound again what later offsets need.
+    let v = opaque((dns_off as u64) << 16 | name_len as u64)?;
+    let (dns_off, name_len) = ((v >> 16) as usize, (v & 0xffff) as usize);
+    if dns_off > MAX_DNS_OFF || name_len == 0 || name_len > MAX_NAME_LEN {
+        return Err(stats::MALFORMED);
+    }
+    let name_off = dns_off + HDR_LEN;
+    let rest = name_off + name_len + 4;
+    if rest > end {
+        return Err(stats::MALFORMED);
+    }
+    let qtype_qclass: [u16; 2] = read(p, name_off + name_len)?;
+
+    let mut q = Query {
+        dns_off,
+        name_off,
+        name_len,
+        flags_hi,
+        flags_lo,
+        has_opt: false,
+        udp_size: 0,
+        dnssec_ok: false,
+    };
+    if arcount == 1 {
+        parse_opt(p, rest, end, &mut q)?;
+    } else if rest != end {
+        return Err(stats::MALFORMED);
+    }
+
+    if u16::from_be(qtype_qclass[1]) != CLASS_IN {
+        return Err(stats::NOT_CLASS_IN);
+    }
+    if u16::from_be(qtype_qclass[0]) != TYPE_A {
+        return Err(stats::QTYPE);
+    }
+    Ok(q)
+}
+
+/// Walks the uncompressed question name by label-length jumps; returns its wire length.
+#[inline(always)]
+fn walk_name<P: Packet>(p: &P, name_off: usize) -> Result<usize, u32> {
+    // Bytes of labels before the root label.
+    let mut n: usize = 0;
+    let mut i = 0;
+    while i <= MAX_LABELS {
+        // Two bytes, not one: the verifier gives no range to the `>=` comparison LLVM makes
+        // of a one-byte bounds check. A name is always followed by QTYPE, so this never fails
+        // on a well-formed question.
+        let len = read::<u16, P>(p, name_off + n)?.to_ne_bytes()[0] as usize;
+        if len == 0 {
+            return Ok(n + 1);
+        }
+        // Compression pointers (0xc0) and extended label types are not accepted here.
+        if len > 63 {
+            return Err(stats::MALFORMED);
+        }
+        n += len + 1;
+        if n >= MAX_NAME_LEN {
+            return Err(stats::MALFORMED);
+        }
+        i += 1;
+    }
+    Err(stats::MALFORMED)
+}
+
+/// Parses the one additional record, which must be an EDNS(0) OPT ending the message.
+#[inline(always)]
+fn parse_opt<P: Packet>(p: &P, off: usize, end: usize, q: &mut Query) -> Result<(), u32> {
+    // Root name, then TYPE, CLASS (UDP size), extended RCODE + version, flags, RDLENGTH.
+    let root = read::<u16, P>(p, off)?.to_ne_bytes()[0];
+    let f: [u16; 5] = read(p, off + 1)?;
+    let [_ext_rcode, version] = f[2].to_ne_bytes();
+    if root != 0 || u16::from_be(f[0]) != TYPE_OPT || version != 0 {
+        return Err(stats::EDNS);
+    }
+    let rdlen = u16::from_be(f[4]) as usize;
+    if off + 11 + rdlen != end {
+        return Err(stats::MALFORMED);
+    }
+    // The options must tile RDATA exactly (code, length, data).
+    let mut pos = off + 11;
+    let mut i = 0;
+    while i < MAX_OPTIONS {
+        if pos == end {
+            break;
+        }
+        if pos + 4 > end {
+            return Err(stats::EDNS);
+        }
+        let opt_len: u16 = read(p, pos + 2)?;
+        pos += 4 + u16::from_be(opt_len) as usize;
+        if pos > end {
+            return Err(stats::EDNS);
+        }
+        i += 1;
+    }
+    if pos != end {
+        return Err(stats::EDNS);
+    }
+    q.has_opt = true;
+    q.udp_size = u16::from_be(f[1]);
+    q.dnssec_ok = f[3].to_ne_bytes()[0] & 0x80 != 0;
+    Ok(())
+}
+
+/// A name found in `DNS_A`.
+pub struct Found {
+    pub rec: *const ARecords,
+    /// Little-endian one's-complement partial sum of the name as sent (original case).
+    pub name_sum: u64,
+}
+
+/// Loads the name once, lower-cases and hashes it a word at a time (exactly
+/// `dns_common::name::hash_words`), looks it up and verifies the stored name word by word.
+#[inline(always)]
+pub fn lookup<P: Packet>(p: &P, q: &Query) -> Result<Found, u32> {
+    let mut buf = core::mem::MaybeUninit::<[u64; NAME_WORDS]>::uninit();
+    let words = zero_words(&mut buf);
+    let len = q.name_len as u32;
+    if len == 0 || len > MAX_NAME_LEN as u32 {
+        return Err(stats::MALFORMED);
+    }
+    p.load_bytes(q.name_off, words.as_mut_ptr() as *mut u8, len)?;
+    let nwords = len.div_ceil(8) as usize;
+    let mut h = hash_start();
+    let mut name_sum: u64 = 0;
+    for w in words.iter_mut().take(nwords) {
+        name_sum += (*w & 0xffff_ffff) + (*w >> 32);
+        *w = lower_word(*w);
+        h = hash_step(h, *w);
+    }
+    // `NameKey { hash, len, _pad: 0 }` as two words: no 6-byte memset for the padding.
+    let key: NameKey = bytemuck::cast([hash_finish(h, len as u16), len as u64]);
+    let rec = DNS_A.get_ptr(&key).ok_or(stats::MISS)?;
+    // SAFETY: a map value pointer stays valid for the whole program run.
+    let stored = unsafe { &(*rec).name };
+    for (s, w) in stored.iter().zip(words.iter()).take(nwords) {
+        if s != w {
+            return Err(stats::MISS);
+        }
+    }
+    Ok(Found { rec, name_sum })
+}
+
+/// Zeroes the name buffer in place with one store per word (a plain `[0; N]` becomes a call to
+/// a byte-by-byte `memset` on this target).
+#[inline(always)]
+fn zero_words(buf: &mut core::mem::MaybeUninit<[u64; NAME_WORDS]>) -> &mut [u64; NAME_WORDS] {
+    let base = buf.as_mut_ptr() as *mut u64;
+    let mut i = 0;
+    while i < NAME_WORDS {
+        // SAFETY: `i < NAME_WORDS`, inside the buffer.
+        unsafe { core::ptr::write_volatile(base.add(i), 0) };
+        i += 1;
+    }
+    // SAFETY: every word was written above.
+    unsafe { buf.assume_init_mut() }
+}

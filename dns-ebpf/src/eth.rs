@@ -1,0 +1,37 @@
+//! Ethernet: finds the IPv4 header behind at most one 802.1Q tag, and swaps the MAC addresses.
+
+use dns_common::stats;
+
+use crate::packet::{read, write, Packet};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_8021Q: u16 = 0x8100;
+
+/// Offset of the IPv4 header: 14, or 18 behind one 802.1Q tag.
+#[inline(always)]
+pub fn parse<P: Packet>(p: &P) -> Result<usize, u32> {
+    let ethertype = u16::from_be(read::<u16, P>(p, 12)?);
+    if ethertype == ETH_P_IPV4 {
+        return Ok(ETH_HLEN);
+    }
+    if ethertype != ETH_P_8021Q {
+        return Err(stats::NOT_IPV4);
+    }
+    // The tag's own EtherType; a second tag (QinQ) is not IPv4 to us.
+    if u16::from_be(read::<u16, P>(p, 16)?) != ETH_P_IPV4 {
+        return Err(stats::NOT_IPV4);
+    }
+    Ok(ETH_HLEN + 4)
+}
+
+/// Exchanges destination and source MAC addresses.
+#[inline(always)]
+pub fn swap_macs<P: Packet>(p: &P) -> Result<(), u32> {
+    let dst: (u32, u16) = (read(p, 0)?, read(p, 4)?);
+    let src: (u16, u32) = (read(p, 6)?, read(p, 8)?);
+    write(p, 0, ((src.1 as u64) << 16 | src.0 as u64) as u32)?;
+    write(p, 4, (src.1 >> 16) as u16)?;
+    write(p, 6, dst.0 as u16)?;
+    write(p, 8, (dst.1 as u32) << 16 | dst.0 >> 16)
+}

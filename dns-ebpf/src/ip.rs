@@ -1,0 +1,94 @@
+//! IPv4: header validation (options allowed, no fragments), address swap and header checksum.
+
+use dns_common::stats;
+
+use crate::packet::{read, write, Packet};
+
+const IPPROTO_UDP: u8 = 17;
+/// Time to live of every packet the programs send.
+pub const REPLY_TTL: u8 = 64;
+
+/// The fixed part of the IPv4 header (RFC 791), as laid out on the wire.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Ipv4Hdr {
+    pub ver_ihl: u8,
+    pub tos: u8,
+    pub tot_len_be: u16,
+    pub id_be: u16,
+    pub frag_off_be: u16,
+    pub ttl: u8,
+    pub protocol: u8,
+    pub check: u16,
+    pub saddr_be: u32,
+    pub daddr_be: u32,
+}
+
+/// Where the IPv4 header is and what the later stages need from it.
+#[derive(Clone, Copy)]
+pub struct Ipv4 {
+    /// Offset of the IPv4 header in the packet.
+    pub off: usize,
+    /// Header length in bytes, options included (20..=60).
+    pub hdr_len: usize,
+    /// Total length from the header.
+    pub tot_len: usize,
+    pub daddr_be: u32,
+}
+
+/// Validates the IPv4 header at `off` and checks it carries a whole (unfragmented) UDP datagram.
+#[inline(always)]
+pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv4, u32> {
+    let h: Ipv4Hdr = read(p, off)?;
+    if h.ver_ihl >> 4 != 4 {
+        return Err(stats::MALFORMED);
+    }
+    let hdr_len = ((h.ver_ihl & 0x0f) as usize) * 4;
+    if hdr_len < 20 {
+        return Err(stats::MALFORMED);
+    }
+    if h.protocol != IPPROTO_UDP {
+        return Err(stats::NOT_UDP);
+    }
+    // More-fragments flag or a fragment offset.
+    if u16::from_be(h.frag_off_be) & 0x3fff != 0 {
+        return Err(stats::FRAGMENT);
+    }
+    let tot_len = u16::from_be(h.tot_len_be) as usize;
+    if tot_len < hdr_len + 8 || off + tot_len > p.len() {
+        return Err(stats::MALFORMED);
+    }
+    Ok(Ipv4 { off, hdr_len, tot_len, daddr_be: h.daddr_be })
+}
+
+/// Turns the header around: addresses swapped, new total length, fresh TTL, checksum recomputed
+/// from scratch over the whole header (options included).
+#[inline(always)]
+pub fn reply<P: Packet>(p: &P, ip: &Ipv4, tot_len: usize) -> Result<(), u32> {
+    let mut h: Ipv4Hdr = read(p, ip.off)?;
+    core::mem::swap(&mut h.saddr_be, &mut h.daddr_be);
+    h.tot_len_be = (tot_len as u16).to_be();
+    h.ttl = REPLY_TTL;
+    h.check = 0;
+    write(p, ip.off, h)?;
+    // Little-endian sum of the header's 32-bit words (see answer::fold for why that works).
+    let mut sum: u64 = 0;
+    let mut i = 0;
+    while i < 15 {
+        if i * 4 >= ip.hdr_len {
+            break;
+        }
+        sum += read::<u32, P>(p, ip.off + i * 4)? as u64;
+        i += 1;
+    }
+    write(p, ip.off + 10, !crate::answer::fold(sum))
+}
+
+/// Swaps source and destination addresses only (checksum unchanged: the sum is symmetric).
+#[inline(always)]
+pub fn swap_addrs<P: Packet>(p: &P, ip: &Ipv4) -> Result<(), u32> {
+    let s: u32 = read(p, ip.off + 12)?;
+    let d: u32 = read(p, ip.off + 16)?;
+    write(p, ip.off + 12, d)?;
+    write(p, ip.off + 16, s)
+}

@@ -1,0 +1,120 @@
+//! dns-ebpf: the XDP and TC programs that answer A queries for cluster names from `DNS_A`.
+#![no_std]
+#![no_main]
+
+mod answer;
+mod dns;
+mod eth;
+mod ip;
+mod packet;
+mod stats;
+mod udp;
+
+use aya_ebpf::{
+    bindings::{xdp_action, BPF_F_NO_PREALLOC, TC_ACT_OK},
+    helpers::generated::bpf_redirect,
+    macros::{classifier, map, xdp},
+    maps::{Array, HashMap},
+    programs::{TcContext, XdpContext},
+};
+use dns_common::{config, records};
+
+use crate::packet::{Packet, Tc, Xdp};
+
+/// Which addresses and port to answer for (written by the agent).
+#[map]
+pub static DNS_CONFIG: Array<config::Config> = Array::with_max_entries(config::CAPACITY, 0);
+
+/// The A records, keyed by name hash (written by the agent). Not preallocated: memory follows
+/// the number of names, and only userspace inserts.
+#[map]
+pub static DNS_A: HashMap<records::NameKey, records::ARecords> =
+    HashMap::with_max_entries(records::CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Answers A queries for known names with `XDP_TX`; passes everything else untouched.
+#[xdp]
+pub fn dns_xdp(ctx: XdpContext) -> u32 {
+    xdp_verdict(try_answer(&mut Xdp(ctx)))
+}
+
+/// TC ingress twin of `dns_xdp`: the answer leaves through the interface the query came in on.
+#[classifier]
+pub fn dns_tc(ctx: TcContext) -> i32 {
+    let mut p = Tc(ctx);
+    let res = try_answer(&mut p);
+    tc_verdict(&p, res)
+}
+
+/// Bench baseline: sends any UDP datagram for a service address straight back.
+#[xdp]
+pub fn reflect_xdp(ctx: XdpContext) -> u32 {
+    xdp_verdict(try_reflect(&mut Xdp(ctx)))
+}
+
+/// TC twin of `reflect_xdp`.
+#[classifier]
+pub fn reflect_tc(ctx: TcContext) -> i32 {
+    let mut p = Tc(ctx);
+    let res = try_reflect(&mut p);
+    tc_verdict(&p, res)
+}
+
+/// The shared fast path: parse, look up, rewrite. `Err` carries the `stats` reason to pass.
+#[inline(always)]
+fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
+    p.linearize()?;
+    let l3 = eth::parse(p)?;
+    let ip = ip::parse(p, l3)?;
+    let udp = udp::parse(p, &ip)?;
+    let q = dns::parse(p, &udp)?;
+    let found = dns::lookup(p, &q)?;
+    answer::reply(p, &ip, &udp, &q, &found)
+}
+
+/// Swaps addresses and ports of a datagram for a service address, nothing else.
+#[inline(always)]
+fn try_reflect<P: Packet>(p: &mut P) -> Result<(), u32> {
+    p.linearize()?;
+    let l3 = eth::parse(p)?;
+    let ip = ip::parse(p, l3)?;
+    let udp = udp::parse(p, &ip)?;
+    eth::swap_macs(p)?;
+    ip::swap_addrs(p, &ip)?;
+    udp::swap_ports(p, &udp)?;
+    Ok(())
+}
+
+#[inline(always)]
+fn xdp_verdict(res: Result<(), u32>) -> u32 {
+    match res {
+        Ok(()) => {
+            stats::count(dns_common::stats::ANSWERED);
+            xdp_action::XDP_TX
+        }
+        Err(reason) => {
+            stats::count(reason);
+            xdp_action::XDP_PASS
+        }
+    }
+}
+
+#[inline(always)]
+fn tc_verdict(p: &Tc, res: Result<(), u32>) -> i32 {
+    match res {
+        Ok(()) => {
+            stats::count(dns_common::stats::ANSWERED);
+            // SAFETY: plain helper call; with flags 0 it returns TC_ACT_REDIRECT.
+            unsafe { bpf_redirect(p.ifindex(), 0) as i32 }
+        }
+        Err(reason) => {
+            stats::count(reason);
+            TC_ACT_OK as i32
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
