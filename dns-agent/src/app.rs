@@ -57,7 +57,10 @@ impl App {
     /// attached; an error after attaching detaches again before returning.
     pub async fn start(config: Config) -> Result<App, AppError> {
         let loaded = snapshot::load(&config.snapshot)?;
-        let settings = records::Settings { zone: config.zone.clone(), ttl: config.ttl };
+        let settings = records::Settings {
+            zone: config.zone.clone(),
+            ttl: config.ttl,
+        };
         let (records, notes) = records::build(&loaded.cluster, &settings, unix_now());
         for note in notes {
             log::warn!("{note}");
@@ -92,10 +95,13 @@ impl App {
         }
 
         let metrics_server = metrics_listener.map(|listener| {
-            let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let addr = listener
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let kernel = dataplane.as_ref().map(|dp| {
                 let dp = Arc::clone(dp);
-                let read: KernelStatsFn = Arc::new(move || lock(&dp).stats().map_err(|e| e.to_string()));
+                let read: KernelStatsFn =
+                    Arc::new(move || lock(&dp).stats().map_err(|e| e.to_string()));
                 read
             });
             log::info!("metrics on http://{addr}/metrics");
@@ -106,11 +112,23 @@ impl App {
             records.zone,
             records.a.len(),
             records.serial,
-            dns_addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            dns_addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let records = SharedRecords::new(records);
         let dns = dns.spawn(records.clone(), Arc::clone(&metrics));
-        Ok(App { settings, records, metrics, dns, dns_addrs, metrics_server, dataplane })
+        Ok(App {
+            settings,
+            records,
+            metrics,
+            dns,
+            dns_addrs,
+            metrics_server,
+            dataplane,
+        })
     }
 
     /// The DNS listeners' addresses (UDP and TCP), one per service IP.
@@ -134,7 +152,10 @@ impl App {
 
     /// Interfaces the kernel program is attached to, and how (`"xdp"` or `"tc"`).
     pub fn kernel_attachments(&self) -> Vec<(String, &'static str)> {
-        self.dataplane.as_ref().map(|dp| lock(dp).attachments()).unwrap_or_default()
+        self.dataplane
+            .as_ref()
+            .map(|dp| lock(dp).attachments())
+            .unwrap_or_default()
     }
 
     /// Recomputes the records from `cluster` and serves them: the kernel map first, then
@@ -177,7 +198,9 @@ impl App {
                     drop(dp.into_inner().unwrap_or_else(PoisonError::into_inner));
                     log::info!("kernel programs detached");
                 }
-                Err(_) => log::warn!("kernel dataplane still referenced: it detaches when released"),
+                Err(_) => {
+                    log::warn!("kernel dataplane still referenced: it detaches when released")
+                }
             }
         }
     }
@@ -212,6 +235,8 @@ fn lock(dp: &SharedDataplane) -> std::sync::MutexGuard<'_, Dataplane> {
 }
 
 fn unix_now() -> u32 {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     u32::try_from(secs).unwrap_or(u32::MAX)
 }

@@ -43,7 +43,11 @@ pub struct Cli {
     pub ttl: u32,
 
     /// Address of the Prometheus endpoint (GET /metrics).
-    #[arg(long = "metrics-addr", value_name = "ADDR", default_value = "127.0.0.1:9153")]
+    #[arg(
+        long = "metrics-addr",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9153"
+    )]
     pub metrics_addr: SocketAddr,
 
     /// Answer in userspace only: load and attach nothing in the kernel.
@@ -157,7 +161,9 @@ pub enum ConfigError {
     Interface { iface: String, problem: String },
     #[error("--service-ip: at most {MAX_SERVICE_IPS} addresses can be answered in the kernel, got {0} (add --no-kernel to serve more from userspace)")]
     TooManyServiceIps(usize),
-    #[error("--dns-port 0 cannot be matched by the kernel program: pick a port or add --no-kernel")]
+    #[error(
+        "--dns-port 0 cannot be matched by the kernel program: pick a port or add --no-kernel"
+    )]
     KernelPortZero,
 }
 
@@ -184,7 +190,10 @@ impl Cli {
         }
         let kernel = if self.no_kernel {
             if !self.attach.is_empty() {
-                log::warn!("--no-kernel given: ignoring --attach {}", self.attach.join(", "));
+                log::warn!(
+                    "--no-kernel given: ignoring --attach {}",
+                    self.attach.join(", ")
+                );
             }
             None
         } else if self.attach.is_empty() {
@@ -203,7 +212,11 @@ impl Cli {
             if self.dns_port == 0 {
                 return Err(ConfigError::KernelPortZero);
             }
-            Some(KernelConfig { interfaces, mode: self.attach_mode, program: self.kernel_program })
+            Some(KernelConfig {
+                interfaces,
+                mode: self.attach_mode,
+                program: self.kernel_program,
+            })
         };
         Ok(Config {
             snapshot: match self.snapshot {
@@ -228,7 +241,9 @@ pub fn one_line(err: &clap::Error) -> String {
     let parts: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect();
     parts.join(" ")
@@ -237,7 +252,10 @@ pub fn one_line(err: &clap::Error) -> String {
 /// Lower-cases `zone`, adds the trailing dot, and checks it is a host name of at most 253
 /// characters whose labels are 1 to 63 letters, digits or hyphens.
 pub fn normalize_zone(zone: &str) -> Result<String, ConfigError> {
-    let bad = |problem| ConfigError::Zone { zone: zone.to_owned(), problem };
+    let bad = |problem| ConfigError::Zone {
+        zone: zone.to_owned(),
+        problem,
+    };
     let trimmed = zone.strip_suffix('.').unwrap_or(zone);
     if trimmed.is_empty() {
         return Err(bad("the root zone cannot be served"));
@@ -252,7 +270,10 @@ pub fn normalize_zone(zone: &str) -> Result<String, ConfigError> {
         if label.len() > 63 {
             return Err(bad("label longer than 63 characters"));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(bad("only letters, digits, '-' and '.' are allowed"));
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -263,7 +284,10 @@ pub fn normalize_zone(zone: &str) -> Result<String, ConfigError> {
 }
 
 fn check_interface(iface: &str, sys_class_net: &Path) -> Result<(), ConfigError> {
-    let bad = |problem: String| ConfigError::Interface { iface: iface.to_owned(), problem };
+    let bad = |problem: String| ConfigError::Interface {
+        iface: iface.to_owned(),
+        problem,
+    };
     if iface.is_empty() || iface.len() > 15 {
         return Err(bad("interface names are 1 to 15 characters".to_owned()));
     }
@@ -284,7 +308,8 @@ mod tests {
         let mut argv = vec!["dns-agent"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| one_line(&e))?;
-        cli.into_config_with(Path::new("/sys/class/net")).map_err(|e| e.to_string())
+        cli.into_config_with(Path::new("/sys/class/net"))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -295,23 +320,52 @@ mod tests {
         assert_eq!(c.ttl, 5);
         assert_eq!(c.service_ips, vec![Ipv4Addr::LOCALHOST]);
         assert_eq!(c.dns_port, 53);
-        assert_eq!(c.metrics_addr, Some("127.0.0.1:9153".parse().expect("addr")));
+        assert_eq!(
+            c.metrics_addr,
+            Some("127.0.0.1:9153".parse().expect("addr"))
+        );
         assert_eq!(c.kernel, None, "no --attach: nothing to attach");
     }
 
     #[test]
     fn flags() {
         let c = parse(&[
-            "--snapshot", "/x.yaml", "--attach", "lo", "--attach", "lo", "--service-ip", "10.96.0.10",
-            "--service-ip", "169.254.20.10", "--service-ip", "10.96.0.10", "--dns-port", "5353",
-            "--zone", "Cluster.Example.", "--ttl", "30", "--metrics-addr", "0.0.0.0:9999",
-            "--attach-mode", "tc", "--kernel-program", "reflect",
+            "--snapshot",
+            "/x.yaml",
+            "--attach",
+            "lo",
+            "--attach",
+            "lo",
+            "--service-ip",
+            "10.96.0.10",
+            "--service-ip",
+            "169.254.20.10",
+            "--service-ip",
+            "10.96.0.10",
+            "--dns-port",
+            "5353",
+            "--zone",
+            "Cluster.Example.",
+            "--ttl",
+            "30",
+            "--metrics-addr",
+            "0.0.0.0:9999",
+            "--attach-mode",
+            "tc",
+            "--kernel-program",
+            "reflect",
         ])
         .expect("flags parse");
         assert_eq!(c.snapshot, SnapshotSource::File("/x.yaml".into()));
         assert_eq!(c.zone, "cluster.example.");
         assert_eq!(c.ttl, 30);
-        assert_eq!(c.service_ips, vec![Ipv4Addr::new(10, 96, 0, 10), Ipv4Addr::new(169, 254, 20, 10)]);
+        assert_eq!(
+            c.service_ips,
+            vec![
+                Ipv4Addr::new(10, 96, 0, 10),
+                Ipv4Addr::new(169, 254, 20, 10)
+            ]
+        );
         assert_eq!(c.dns_port, 5353);
         assert_eq!(c.metrics_addr, Some("0.0.0.0:9999".parse().expect("addr")));
         assert_eq!(
@@ -395,8 +449,17 @@ mod tests {
         ];
         for case in cases {
             let err = parse(case.args).expect_err(&format!("{:?} must fail", case.args));
-            assert!(!err.contains('\n'), "{:?}: one line, got {err:?}", case.args);
-            assert!(err.starts_with(case.err), "{:?}: got {err:?}, want {:?}", case.args, case.err);
+            assert!(
+                !err.contains('\n'),
+                "{:?}: one line, got {err:?}",
+                case.args
+            );
+            assert!(
+                err.starts_with(case.err),
+                "{:?}: got {err:?}, want {:?}",
+                case.args,
+                case.err
+            );
         }
     }
 }

@@ -38,7 +38,10 @@ fn main() -> ExitCode {
 
 /// Every error message of the library already names its cause, so only the outer one is printed.
 fn run(config: cli::Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         // Registered before anything is attached, so a signal during startup still stops cleanly.
         let mut sigint = signal(SignalKind::interrupt())?;

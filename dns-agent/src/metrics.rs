@@ -46,7 +46,10 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one userspace response with this (12-bit) RCODE.
     pub fn count_response(&self, rcode: u16) {
-        let i = RCODES.iter().position(|(c, _)| *c == rcode).unwrap_or(RCODES.len() - 1);
+        let i = RCODES
+            .iter()
+            .position(|(c, _)| *c == rcode)
+            .unwrap_or(RCODES.len() - 1);
         self.responses[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -71,8 +74,17 @@ impl Metrics {
         let zero = [0u64; stats::COUNT as usize];
         let k = kernel.unwrap_or(&zero);
         let mut out = String::with_capacity(2048);
-        header(&mut out, "dns_agent_kernel_responses_total", "counter", "Queries answered by the kernel program.");
-        let _ = writeln!(out, "dns_agent_kernel_responses_total {}", k[stats::ANSWERED as usize]);
+        header(
+            &mut out,
+            "dns_agent_kernel_responses_total",
+            "counter",
+            "Queries answered by the kernel program.",
+        );
+        let _ = writeln!(
+            out,
+            "dns_agent_kernel_responses_total {}",
+            k[stats::ANSWERED as usize]
+        );
         header(
             &mut out,
             "dns_agent_kernel_passed_total",
@@ -81,7 +93,11 @@ impl Metrics {
         );
         for (i, reason) in stats::REASON_NAMES.iter().enumerate() {
             if i != stats::ANSWERED as usize {
-                let _ = writeln!(out, "dns_agent_kernel_passed_total{{reason=\"{reason}\"}} {}", k[i]);
+                let _ = writeln!(
+                    out,
+                    "dns_agent_kernel_passed_total{{reason=\"{reason}\"}} {}",
+                    k[i]
+                );
             }
         }
         header(
@@ -90,7 +106,11 @@ impl Metrics {
             "gauge",
             "Interfaces the kernel program is attached to.",
         );
-        let _ = writeln!(out, "dns_agent_kernel_attachments {}", self.kernel_attachments.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "dns_agent_kernel_attachments {}",
+            self.kernel_attachments.load(Ordering::Relaxed)
+        );
         header(
             &mut out,
             "dns_agent_userspace_responses_total",
@@ -99,10 +119,22 @@ impl Metrics {
         );
         for (i, (_, name)) in RCODES.iter().enumerate() {
             let n = self.responses[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "dns_agent_userspace_responses_total{{rcode=\"{name}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "dns_agent_userspace_responses_total{{rcode=\"{name}\"}} {n}"
+            );
         }
-        header(&mut out, "dns_agent_records", "gauge", "Records served, by type.");
-        let _ = writeln!(out, "dns_agent_records{{type=\"A\"}} {}", self.records_a.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "dns_agent_records",
+            "gauge",
+            "Records served, by type.",
+        );
+        let _ = writeln!(
+            out,
+            "dns_agent_records{{type=\"A\"}} {}",
+            self.records_a.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -136,7 +168,9 @@ pub struct MetricsHandle {
 
 impl MetricsServer {
     pub async fn bind(addr: SocketAddr) -> Result<Self, MetricsError> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| MetricsError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| MetricsError::Bind { addr, source })?;
         Ok(MetricsServer { listener })
     }
 
@@ -187,7 +221,11 @@ impl MetricsHandle {
 }
 
 /// One request, one response, then the connection closes.
-async fn serve(mut stream: TcpStream, metrics: &Metrics, kernel: Option<&KernelStatsFn>) -> io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    metrics: &Metrics,
+    kernel: Option<&KernelStatsFn>,
+) -> io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read_head = async {
@@ -205,7 +243,9 @@ async fn serve(mut stream: TcpStream, metrics: &Metrics, kernel: Option<&KernelS
     };
     tokio::time::timeout(REQUEST_TIMEOUT, read_head)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request head not received in time"))??;
+        .map_err(|_| {
+            io::Error::new(io::ErrorKind::TimedOut, "request head not received in time")
+        })??;
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
@@ -222,7 +262,10 @@ async fn serve(mut stream: TcpStream, metrics: &Metrics, kernel: Option<&KernelS
             });
             ("200 OK", metrics.render(counters.as_ref()))
         }
-        ("GET" | "HEAD", _) => ("404 Not Found", "not found: the metrics are at /metrics\n".to_owned()),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "not found: the metrics are at /metrics\n".to_owned(),
+        ),
         _ => ("405 Method Not Allowed", "only GET is served\n".to_owned()),
     };
     let mut response = format!(
@@ -264,9 +307,15 @@ mod tests {
             "dns_agent_records{type=\"A\"} 6",
             "# TYPE dns_agent_kernel_passed_total counter",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
-        assert!(!text.contains("reason=\"answered\""), "answered is the responses counter");
+        assert!(
+            !text.contains("reason=\"answered\""),
+            "answered is the responses counter"
+        );
         assert_eq!(m.responses("NOERROR"), 2);
     }
 }

@@ -29,17 +29,32 @@ fn bad_flags_give_one_line_and_exit_2() {
         },
     ];
     for case in cases {
-        let out = Command::new(BIN).args(case.args).output().expect("run dns-agent");
+        let out = Command::new(BIN)
+            .args(case.args)
+            .output()
+            .expect("run dns-agent");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{:?}: {stderr}", case.args);
-        assert_eq!(stderr.lines().collect::<Vec<_>>(), [case.stderr], "{:?}", case.args);
+        assert_eq!(
+            stderr.lines().collect::<Vec<_>>(),
+            [case.stderr],
+            "{:?}",
+            case.args
+        );
     }
 }
 
 #[test]
 fn startup_errors_give_one_line_and_exit_1() {
     let out = Command::new(BIN)
-        .args(["--snapshot", "/nonexistent/snapshot.yaml", "--dns-port", "0", "--metrics-addr", "127.0.0.1:0"])
+        .args([
+            "--snapshot",
+            "/nonexistent/snapshot.yaml",
+            "--dns-port",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "off")
         .output()
         .expect("run dns-agent");
@@ -55,7 +70,13 @@ fn startup_errors_give_one_line_and_exit_1() {
 fn serves_until_sigterm_then_exits_0() {
     for signal in ["-TERM", "-INT"] {
         let mut child = Command::new(BIN)
-            .args(["--no-kernel", "--dns-port", "0", "--metrics-addr", "127.0.0.1:0"])
+            .args([
+                "--no-kernel",
+                "--dns-port",
+                "0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -64,13 +85,21 @@ fn serves_until_sigterm_then_exits_0() {
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let port: u16 = loop {
-            let line = lines.next().expect("a log line before exiting").expect("read stderr");
+            let line = lines
+                .next()
+                .expect("a log line before exiting")
+                .expect("read stderr");
             if let Some(addr) = line.split("on UDP and TCP ").nth(1) {
-                break addr.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port in log");
+                break addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.trim().parse().ok())
+                    .expect("port in log");
             }
         };
         let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("socket");
-        sock.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
         let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
         for label in ["web", "default", "svc", "cluster", "local"] {
             q.push(label.len() as u8);
@@ -83,7 +112,10 @@ fn serves_until_sigterm_then_exits_0() {
         assert_eq!(&buf[n - 4..n], &[10, 96, 10, 20]);
 
         let pid = child.id().to_string();
-        let killed = Command::new("kill").args([signal, pid.as_str()]).status().expect("kill");
+        let killed = Command::new("kill")
+            .args([signal, pid.as_str()])
+            .status()
+            .expect("kill");
         assert!(killed.success());
         let status = child.wait().expect("wait");
         assert_eq!(status.code(), Some(0), "exit after {signal}");

@@ -24,12 +24,18 @@ fn config() -> Config {
 }
 
 async fn start() -> App {
-    App::start(config()).await.unwrap_or_else(|e| panic!("agent start: {e}"))
+    App::start(config())
+        .await
+        .unwrap_or_else(|e| panic!("agent start: {e}"))
 }
 
 fn wire_name(name: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
     }
@@ -63,7 +69,9 @@ fn query(id: u16, flags: u16, name: &str, qtype: u16, edns: Option<&Edns>) -> Ve
 }
 
 async fn udp(server: SocketAddr, q: &[u8]) -> Vec<u8> {
-    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("client socket");
+    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("client socket");
     sock.send_to(q, server).await.expect("send");
     let mut buf = vec![0u8; 65_535];
     let (n, from) = tokio::time::timeout(TIMEOUT, sock.recv_from(&mut buf))
@@ -77,7 +85,10 @@ async fn udp(server: SocketAddr, q: &[u8]) -> Vec<u8> {
 
 async fn tcp_read_one(stream: &mut TcpStream) -> Vec<u8> {
     let mut len = [0u8; 2];
-    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut len)).await.expect("TCP answer in time").expect("length");
+    tokio::time::timeout(TIMEOUT, stream.read_exact(&mut len))
+        .await
+        .expect("TCP answer in time")
+        .expect("length");
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut buf).await.expect("message");
     buf
@@ -94,7 +105,10 @@ fn decode(bytes: &[u8]) -> Message {
 }
 
 fn answers(m: &Message) -> Vec<String> {
-    m.answers().iter().map(|r| format!("{} {} {} {}", r.name(), r.ttl(), r.record_type(), r.data())).collect()
+    m.answers()
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.name(), r.ttl(), r.record_type(), r.data()))
+        .collect()
 }
 
 #[tokio::test]
@@ -104,7 +118,11 @@ async fn udp_answers_follow_the_contract() {
 
     // A hit, as dig sends it: mixed case, RD, OPT 1232 with DO and a COOKIE.
     let cookie = vec![0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
-    let edns = Edns { udp: 1232, ttl: 0x8000, options: cookie };
+    let edns = Edns {
+        udp: 1232,
+        ttl: 0x8000,
+        options: cookie,
+    };
     let q = query(0x4242, RD, "WEB.default.svc.cluster.local.", A, Some(&edns));
     let r = udp(server, &q).await;
     let mut want = vec![0x42, 0x42, 0x85, 0x00, 0, 1, 0, 1, 0, 0, 0, 1];
@@ -126,14 +144,32 @@ async fn udp_answers_follow_the_contract() {
     assert!(m.extensions().is_none(), "no OPT without one in the query");
 
     // NODATA: AAAA of an existing name, with the SOA.
-    let m = decode(&udp(server, &query(2, RD, "web.default.svc.cluster.local.", 28, None)).await);
-    assert_eq!((m.response_code(), m.answers().len(), m.name_servers().len()), (ResponseCode::NoError, 0, 1));
+    let m = decode(
+        &udp(
+            server,
+            &query(2, RD, "web.default.svc.cluster.local.", 28, None),
+        )
+        .await,
+    );
+    assert_eq!(
+        (m.response_code(), m.answers().len(), m.name_servers().len()),
+        (ResponseCode::NoError, 0, 1)
+    );
     assert!(m.authoritative());
 
     // NXDOMAIN with the SOA, serial = load time.
-    let m = decode(&udp(server, &query(3, RD, "nope.demo.svc.cluster.local.", A, None)).await);
+    let m = decode(
+        &udp(
+            server,
+            &query(3, RD, "nope.demo.svc.cluster.local.", A, None),
+        )
+        .await,
+    );
     assert_eq!(m.response_code(), ResponseCode::NXDomain);
-    let soa = m.name_servers()[0].data().as_soa().expect("SOA in authority");
+    let soa = m.name_servers()[0]
+        .data()
+        .as_soa()
+        .expect("SOA in authority");
     assert_eq!(soa.serial(), agent.records().load().serial);
     assert_eq!(soa.mname().to_string(), "ns.dns.cluster.local.");
 
@@ -143,10 +179,21 @@ async fn udp_answers_follow_the_contract() {
     assert!(!m.authoritative());
 
     // BADVERS for EDNS version 1: RCODE 16 split between header and OPT.
-    let edns = Edns { udp: 4096, ttl: 0x0001_0000, options: vec![] };
-    let r = udp(server, &query(5, RD, "web.default.svc.cluster.local.", A, Some(&edns))).await;
+    let edns = Edns {
+        udp: 4096,
+        ttl: 0x0001_0000,
+        options: vec![],
+    };
+    let r = udp(
+        server,
+        &query(5, RD, "web.default.svc.cluster.local.", A, Some(&edns)),
+    )
+    .await;
     assert_eq!(r[3] & 0x0f, 0, "low RCODE bits");
-    assert_eq!(&r[r.len() - 11..], &[0, 0, 41, 0x10, 0x00, 1, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        &r[r.len() - 11..],
+        &[0, 0, 41, 0x10, 0x00, 1, 0, 0, 0, 0, 0]
+    );
 
     // The userspace counters saw every response.
     let metrics = agent.metrics();
@@ -179,7 +226,11 @@ async fn truncation_over_udp_then_tcp() {
 async fn tcp_pipelined_queries_are_answered_in_order() {
     let agent = start().await;
     let server = agent.dns_addrs()[0];
-    let names = ["web.default.svc.cluster.local.", "nope.svc.cluster.local.", "api.demo.svc.cluster.local."];
+    let names = [
+        "web.default.svc.cluster.local.",
+        "nope.svc.cluster.local.",
+        "api.demo.svc.cluster.local.",
+    ];
     let mut burst = Vec::new();
     for (i, name) in names.iter().enumerate() {
         burst.extend_from_slice(&framed(&query(100 + i as u16, RD, name, A, None)));
@@ -197,7 +248,11 @@ async fn tcp_pipelined_queries_are_answered_in_order() {
     }
     assert_eq!(
         got,
-        [(100, ResponseCode::NoError, 1), (101, ResponseCode::NXDomain, 0), (102, ResponseCode::NoError, 1)]
+        [
+            (100, ResponseCode::NoError, 1),
+            (101, ResponseCode::NXDomain, 0),
+            (102, ResponseCode::NoError, 1)
+        ]
     );
     agent.stop().await;
 }
@@ -207,18 +262,28 @@ async fn idle_tcp_connections_are_closed() {
     let mut c = config();
     c.tcp_idle_timeout = Duration::from_millis(200);
     let agent = App::start(c).await.expect("start");
-    let mut stream = TcpStream::connect(agent.dns_addrs()[0]).await.expect("TCP connect");
+    let mut stream = TcpStream::connect(agent.dns_addrs()[0])
+        .await
+        .expect("TCP connect");
     let mut buf = [0u8; 1];
-    let n = tokio::time::timeout(TIMEOUT, stream.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
+    let n = tokio::time::timeout(TIMEOUT, stream.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
     assert_eq!(n, 0, "the server closes an idle connection");
     agent.stop().await;
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).await.expect("metrics connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.expect("write");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
     let mut out = String::new();
-    tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out)).await.expect("HTTP answer in time").expect("read");
+    tokio::time::timeout(TIMEOUT, s.read_to_string(&mut out))
+        .await
+        .expect("HTTP answer in time")
+        .expect("read");
     out
 }
 
@@ -226,12 +291,19 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 async fn metrics_endpoint() {
     let agent = start().await;
     let server = agent.dns_addrs()[0];
-    udp(server, &query(1, 0, "web.default.svc.cluster.local.", A, None)).await;
+    udp(
+        server,
+        &query(1, 0, "web.default.svc.cluster.local.", A, None),
+    )
+    .await;
     udp(server, &query(2, 0, "x.svc.cluster.local.", A, None)).await;
     let addr = agent.metrics_addr().expect("metrics on");
     let page = http_get(addr, "/metrics").await;
     assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
-    assert!(page.contains("Content-Type: text/plain; version=0.0.4"), "{page}");
+    assert!(
+        page.contains("Content-Type: text/plain; version=0.0.4"),
+        "{page}"
+    );
     for line in [
         "dns_agent_userspace_responses_total{rcode=\"NOERROR\"} 1",
         "dns_agent_userspace_responses_total{rcode=\"NXDOMAIN\"} 1",
@@ -239,7 +311,10 @@ async fn metrics_endpoint() {
         "dns_agent_kernel_responses_total 0",
         "dns_agent_kernel_passed_total{reason=\"miss\"} 0",
     ] {
-        assert!(page.lines().any(|l| l == line), "missing {line:?} in\n{page}");
+        assert!(
+            page.lines().any(|l| l == line),
+            "missing {line:?} in\n{page}"
+        );
     }
     let page = http_get(addr, "/").await;
     assert!(page.starts_with("HTTP/1.1 404 Not Found\r\n"), "{page}");
@@ -254,9 +329,21 @@ async fn records_can_be_replaced_at_run_time() {
     let yaml = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  clusterIP: 10.96.99.1\n";
     let cluster = snapshot::parse("update", yaml).expect("parse").cluster;
     assert!(agent.update(&cluster).expect("update"), "content changed");
-    assert!(!agent.update(&cluster).expect("update"), "same content again");
-    let m = decode(&udp(server, &query(1, 0, "web.default.svc.cluster.local.", A, None)).await);
-    assert_eq!(answers(&m), ["web.default.svc.cluster.local. 5 A 10.96.99.1"]);
+    assert!(
+        !agent.update(&cluster).expect("update"),
+        "same content again"
+    );
+    let m = decode(
+        &udp(
+            server,
+            &query(1, 0, "web.default.svc.cluster.local.", A, None),
+        )
+        .await,
+    );
+    assert_eq!(
+        answers(&m),
+        ["web.default.svc.cluster.local. 5 A 10.96.99.1"]
+    );
     let m = decode(&udp(server, &query(2, 0, "db.demo.svc.cluster.local.", A, None)).await);
     assert_eq!(m.response_code(), ResponseCode::NXDomain);
     assert!(agent.records().load().serial > before);
@@ -278,17 +365,30 @@ async fn run_stops_on_shutdown_and_releases_the_port() {
     let server = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut answered = false;
     for _ in 0..50 {
-        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("socket");
-        sock.send_to(&query(1, 0, "web.default.svc.cluster.local.", A, None), server).await.expect("send");
+        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("socket");
+        sock.send_to(
+            &query(1, 0, "web.default.svc.cluster.local.", A, None),
+            server,
+        )
+        .await
+        .expect("send");
         let mut buf = [0u8; 512];
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), sock.recv_from(&mut buf)).await {
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(100), sock.recv_from(&mut buf)).await
+        {
             answered = true;
             break;
         }
     }
     assert!(answered, "the agent answers while running");
     tx.send(()).expect("signal shutdown");
-    tokio::time::timeout(TIMEOUT, running).await.expect("stops in time").expect("join").expect("clean exit");
+    tokio::time::timeout(TIMEOUT, running)
+        .await
+        .expect("stops in time")
+        .expect("join")
+        .expect("clean exit");
     let again = App::start(c).await.expect("the port is free again");
     again.stop().await;
 }
@@ -312,7 +412,17 @@ fn dig(server: SocketAddr, args: &[&str]) -> Option<String> {
     let port = server.port().to_string();
     let at = format!("@{}", server.ip());
     let mut cmd = Command::new("dig");
-    cmd.args([at.as_str(), "-p", port.as_str(), "+time=2", "+tries=1", "+noall", "+comments", "+answer", "+authority"]);
+    cmd.args([
+        at.as_str(),
+        "-p",
+        port.as_str(),
+        "+time=2",
+        "+tries=1",
+        "+noall",
+        "+comments",
+        "+answer",
+        "+authority",
+    ]);
     cmd.args(args);
     match cmd.output() {
         Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
@@ -328,12 +438,42 @@ async fn dig_sees_the_same_answers() {
     let agent = start().await;
     let server = agent.dns_addrs()[0];
     let checks: &[(&[&str], &[&str])] = &[
-        (&["web.default.svc.cluster.local", "A"], &["status: NOERROR", "flags: qr aa rd;", "web.default.svc.cluster.local. 5 IN A 10.96.10.20"]),
-        (&["+tcp", "db.demo.svc.cluster.local", "A"], &["status: NOERROR", "db.demo.svc.cluster.local. 5 IN A 10.244.3.14"]),
-        (&["nope.demo.svc.cluster.local", "A"], &["status: NXDOMAIN", "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local."]),
+        (
+            &["web.default.svc.cluster.local", "A"],
+            &[
+                "status: NOERROR",
+                "flags: qr aa rd;",
+                "web.default.svc.cluster.local. 5 IN A 10.96.10.20",
+            ],
+        ),
+        (
+            &["+tcp", "db.demo.svc.cluster.local", "A"],
+            &[
+                "status: NOERROR",
+                "db.demo.svc.cluster.local. 5 IN A 10.244.3.14",
+            ],
+        ),
+        (
+            &["nope.demo.svc.cluster.local", "A"],
+            &[
+                "status: NXDOMAIN",
+                "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local.",
+            ],
+        ),
         (&["example.org", "A"], &["status: REFUSED"]),
-        (&["+edns=1", "+noednsnegotiation", "web.default.svc.cluster.local", "A"], &["status: BADVERS"]),
-        (&["+noedns", "+ignore", "fanout.demo.svc.cluster.local", "A"], &["flags: qr aa tc rd;", "ANSWER: 0"]),
+        (
+            &[
+                "+edns=1",
+                "+noednsnegotiation",
+                "web.default.svc.cluster.local",
+                "A",
+            ],
+            &["status: BADVERS"],
+        ),
+        (
+            &["+noedns", "+ignore", "fanout.demo.svc.cluster.local", "A"],
+            &["flags: qr aa tc rd;", "ANSWER: 0"],
+        ),
         (&["fanout.demo.svc.cluster.local", "A"], &["ANSWER: 40"]),
     ];
     for (args, wants) in checks {
@@ -346,7 +486,10 @@ async fn dig_sees_the_same_answers() {
             break;
         };
         for want in *wants {
-            assert!(squash(&out).contains(&squash(want)), "dig {args:?}: missing {want:?} in\n{out}");
+            assert!(
+                squash(&out).contains(&squash(want)),
+                "dig {args:?}: missing {want:?} in\n{out}"
+            );
         }
     }
     agent.stop().await;
@@ -354,5 +497,8 @@ async fn dig_sees_the_same_answers() {
 
 /// Collapses runs of blanks and tabs, as dig aligns columns with either.
 fn squash(s: &str) -> String {
-    s.split([' ', '\t']).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split([' ', '\t'])
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -70,3 +70,7 @@ impl Dataplane {
         Vec::new()
     }
 }
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {}
+}

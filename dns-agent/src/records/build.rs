@@ -38,9 +38,12 @@ pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, V
         if addrs.is_empty() {
             continue;
         }
-        let name = format!("{}.{}.svc.{}", key.name, key.namespace, settings.zone).to_ascii_lowercase();
+        let name =
+            format!("{}.{}.svc.{}", key.name, key.namespace, settings.zone).to_ascii_lowercase();
         if name.len() + 1 > MAX_WIRE_NAME {
-            notes.push(format!("Service {key}: {name} is longer than 255 bytes, no record"));
+            notes.push(format!(
+                "Service {key}: {name} is longer than 255 bytes, no record"
+            ));
             continue;
         }
         a.insert(name, (settings.ttl, addrs.into_iter().collect()));
@@ -72,7 +75,9 @@ enum ServiceAddresses {
 }
 
 fn service_addresses(svc: &Service) -> ServiceAddresses {
-    let Some(spec) = &svc.spec else { return ServiceAddresses::Ignored };
+    let Some(spec) = &svc.spec else {
+        return ServiceAddresses::Ignored;
+    };
     if spec.type_.as_deref() == Some("ExternalName") {
         return ServiceAddresses::Ignored;
     }
@@ -83,7 +88,12 @@ fn service_addresses(svc: &Service) -> ServiceAddresses {
     if cluster_ips.first() == Some(&"None") {
         return ServiceAddresses::Headless;
     }
-    ServiceAddresses::ClusterIp(cluster_ips.iter().filter_map(|ip| ip.parse().ok()).collect())
+    ServiceAddresses::ClusterIp(
+        cluster_ips
+            .iter()
+            .filter_map(|ip| ip.parse().ok())
+            .collect(),
+    )
 }
 
 /// Ready IPv4 endpoint addresses per (namespace, service name), over all linked slices.
@@ -93,7 +103,12 @@ fn ready_ipv4_by_service(cluster: &Cluster) -> BTreeMap<ObjectKey, BTreeSet<Ipv4
         if slice.address_type != "IPv4" {
             continue;
         }
-        let Some(service) = slice.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
             continue;
         };
         let ready = slice
@@ -102,7 +117,10 @@ fn ready_ipv4_by_service(cluster: &Cluster) -> BTreeMap<ObjectKey, BTreeSet<Ipv4
             .filter(|ep| ep.conditions.as_ref().and_then(|c| c.ready) != Some(false))
             .flat_map(|ep| ep.addresses.iter())
             .filter_map(|addr| addr.parse::<Ipv4Addr>().ok());
-        by_service.entry(ObjectKey::new(key.namespace.clone(), service.clone())).or_default().extend(ready);
+        by_service
+            .entry(ObjectKey::new(key.namespace.clone(), service.clone()))
+            .or_default()
+            .extend(ready);
     }
     by_service
 }

@@ -123,13 +123,19 @@ impl SharedRecords {
 
     /// The current records.
     pub fn load(&self) -> Arc<Records> {
-        let guard = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(&guard)
     }
 
     /// Replaces the records; returns the previous ones.
     pub fn store(&self, records: Records) -> Arc<Records> {
-        let mut guard = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         std::mem::replace(&mut *guard, Arc::new(records))
     }
 }

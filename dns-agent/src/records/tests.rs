@@ -4,7 +4,10 @@ use super::*;
 use crate::snapshot;
 
 fn settings() -> Settings {
-    Settings { zone: "cluster.local.".into(), ttl: 5 }
+    Settings {
+        zone: "cluster.local.".into(),
+        ttl: 5,
+    }
 }
 
 fn records_of(yaml: &str) -> Records {
@@ -112,7 +115,10 @@ fn a_records() {
             .want
             .iter()
             .map(|(name, addrs)| {
-                let addrs = addrs.iter().map(|a| a.parse().expect("test address")).collect();
+                let addrs = addrs
+                    .iter()
+                    .map(|a| a.parse().expect("test address"))
+                    .collect();
                 (name.to_string(), (5, addrs))
             })
             .collect();
@@ -123,7 +129,11 @@ fn a_records() {
 #[test]
 fn sample_snapshot_records() {
     let records = records_of(snapshot::EMBEDDED);
-    let got: Vec<(&str, usize)> = records.a.iter().map(|(n, (_, a))| (n.as_str(), a.len())).collect();
+    let got: Vec<(&str, usize)> = records
+        .a
+        .iter()
+        .map(|(n, (_, a))| (n.as_str(), a.len()))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -142,7 +152,11 @@ fn sample_snapshot_records() {
         .collect();
     assert_eq!(db, &want);
     assert_eq!(
-        records.namespaces.iter().map(String::as_str).collect::<Vec<_>>(),
+        records
+            .namespaces
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         vec!["default", "demo", "kube-system"]
     );
 }
@@ -156,23 +170,70 @@ fn lookup() {
     let records = records_of(snapshot::EMBEDDED);
     const WEB: &[Ipv4Addr] = &[Ipv4Addr::new(10, 96, 10, 20)];
     let cases = [
-        Case { name: "cluster.local.", want: Lookup::Apex },
-        Case { name: "web.default.svc.cluster.local.", want: Lookup::A { ttl: 5, addrs: WEB } },
-        Case { name: "svc.cluster.local.", want: Lookup::EmptyNonTerminal },
-        Case { name: "demo.svc.cluster.local.", want: Lookup::EmptyNonTerminal },
-        Case { name: "kube-system.svc.cluster.local.", want: Lookup::EmptyNonTerminal },
-        Case { name: "nope.svc.cluster.local.", want: Lookup::NxDomain },
-        Case { name: "warming.demo.svc.cluster.local.", want: Lookup::NxDomain },
-        Case { name: "search.demo.svc.cluster.local.", want: Lookup::NxDomain },
-        Case { name: "x.web.default.svc.cluster.local.", want: Lookup::NxDomain },
-        Case { name: "pod.cluster.local.", want: Lookup::NxDomain },
-        Case { name: "local.", want: Lookup::OutOfZone },
-        Case { name: "xcluster.local.", want: Lookup::OutOfZone },
-        Case { name: "example.com.", want: Lookup::OutOfZone },
-        Case { name: ".", want: Lookup::OutOfZone },
+        Case {
+            name: "cluster.local.",
+            want: Lookup::Apex,
+        },
+        Case {
+            name: "web.default.svc.cluster.local.",
+            want: Lookup::A { ttl: 5, addrs: WEB },
+        },
+        Case {
+            name: "svc.cluster.local.",
+            want: Lookup::EmptyNonTerminal,
+        },
+        Case {
+            name: "demo.svc.cluster.local.",
+            want: Lookup::EmptyNonTerminal,
+        },
+        Case {
+            name: "kube-system.svc.cluster.local.",
+            want: Lookup::EmptyNonTerminal,
+        },
+        Case {
+            name: "nope.svc.cluster.local.",
+            want: Lookup::NxDomain,
+        },
+        Case {
+            name: "warming.demo.svc.cluster.local.",
+            want: Lookup::NxDomain,
+        },
+        Case {
+            name: "search.demo.svc.cluster.local.",
+            want: Lookup::NxDomain,
+        },
+        Case {
+            name: "x.web.default.svc.cluster.local.",
+            want: Lookup::NxDomain,
+        },
+        Case {
+            name: "pod.cluster.local.",
+            want: Lookup::NxDomain,
+        },
+        Case {
+            name: "local.",
+            want: Lookup::OutOfZone,
+        },
+        Case {
+            name: "xcluster.local.",
+            want: Lookup::OutOfZone,
+        },
+        Case {
+            name: "example.com.",
+            want: Lookup::OutOfZone,
+        },
+        Case {
+            name: ".",
+            want: Lookup::OutOfZone,
+        },
     ];
     for case in cases {
-        assert_eq!(records.lookup(case.name), case.want, "lookup {:?}", case.name);
+        assert_eq!(
+            records.lookup(case.name),
+            case.want,
+            "lookup {:?}",
+            case.name
+        );
     }
 }
 
@@ -192,8 +253,15 @@ fn shared_records_swap() {
     let shared = SharedRecords::new(Records::empty(&settings(), 1));
     let before = shared.load();
     assert!(before.a.is_empty());
-    let old = shared.store(records_of(&svc("default", "web", "  clusterIP: 10.96.10.20")));
+    let old = shared.store(records_of(&svc(
+        "default",
+        "web",
+        "  clusterIP: 10.96.10.20",
+    )));
     assert_eq!(old.serial, 1);
     assert_eq!(shared.load().a.len(), 1);
-    assert!(before.a.is_empty(), "a reader's snapshot does not change under it");
+    assert!(
+        before.a.is_empty(),
+        "a reader's snapshot does not change under it"
+    );
 }

@@ -102,12 +102,18 @@ pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<
     match found {
         Lookup::OutOfZone => return encode(reply.rcode(ResponseCode::Refused), transport),
         Lookup::A { ttl, addrs } if qtype == RecordType::A || any => {
-            reply.answers =
-                addrs.iter().map(|a| Record::from_rdata(qname.clone(), ttl, RData::A(A(*a)))).collect();
+            reply.answers = addrs
+                .iter()
+                .map(|a| Record::from_rdata(qname.clone(), ttl, RData::A(A(*a))))
+                .collect();
         }
         Lookup::Apex if qtype == RecordType::SOA || qtype == RecordType::NS || any => {
             let soa = soa_record(records, qname.clone())?;
-            let ns = Record::from_rdata(qname, records.ttl, RData::NS(NS(name(&records.soa_mname())?)));
+            let ns = Record::from_rdata(
+                qname,
+                records.ttl,
+                RData::NS(NS(name(&records.soa_mname())?)),
+            );
             reply.answers = match qtype {
                 RecordType::SOA => vec![soa],
                 RecordType::NS => vec![ns],
@@ -238,7 +244,9 @@ fn encode_sections(reply: &mut Reply) -> Option<Vec<u8>> {
         encoder.emit_u16(opt.udp_size).ok()?;
         encoder.emit(*ext_rcode).ok()?;
         encoder.emit(0).ok()?;
-        encoder.emit_u16(if opt.dnssec_ok { FLAG_DO } else { 0 }).ok()?;
+        encoder
+            .emit_u16(if opt.dnssec_ok { FLAG_DO } else { 0 })
+            .ok()?;
         encoder.emit_u16(0).ok()?;
     }
     Some(bytes)

@@ -43,18 +43,29 @@ pub enum ServerError {
         source: io::Error,
         hint: &'static str,
     },
-    #[error("no free port for UDP and TCP on every service address after {FREE_PORT_ATTEMPTS} attempts")]
+    #[error(
+        "no free port for UDP and TCP on every service address after {FREE_PORT_ATTEMPTS} attempts"
+    )]
     NoFreePort,
 }
 
 fn bind_error(proto: &'static str, addr: SocketAddr, source: io::Error) -> ServerError {
     let hint = match source.kind() {
-        io::ErrorKind::AddrNotAvailable => " (the address must be on an interface, e.g. `ip addr add IP/32 dev lo`)",
+        io::ErrorKind::AddrNotAvailable => {
+            " (the address must be on an interface, e.g. `ip addr add IP/32 dev lo`)"
+        }
         io::ErrorKind::PermissionDenied => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
-        io::ErrorKind::AddrInUse => " (another DNS server is running there? pick another --dns-port)",
+        io::ErrorKind::AddrInUse => {
+            " (another DNS server is running there? pick another --dns-port)"
+        }
         _ => "",
     };
-    ServerError::Bind { proto, addr, source, hint }
+    ServerError::Bind {
+        proto,
+        addr,
+        source,
+        hint,
+    }
 }
 
 /// Bound sockets, not yet serving.
@@ -78,15 +89,24 @@ impl DnsServer {
             return Self::bind_port(cfg, cfg.port).await;
         }
         for _ in 0..FREE_PORT_ATTEMPTS {
-            let Some(first) = cfg.addrs.first() else { break };
+            let Some(first) = cfg.addrs.first() else {
+                break;
+            };
             let probe = UdpSocket::bind((*first, 0))
                 .await
                 .map_err(|e| bind_error("UDP", SocketAddr::from((*first, 0)), e))?;
-            let port = probe.local_addr().map_err(|e| bind_error("UDP", SocketAddr::from((*first, 0)), e))?.port();
+            let port = probe
+                .local_addr()
+                .map_err(|e| bind_error("UDP", SocketAddr::from((*first, 0)), e))?
+                .port();
             drop(probe);
             match Self::bind_port(cfg, port).await {
                 Ok(server) => return Ok(server),
-                Err(ServerError::Bind { source, .. }) if source.kind() == io::ErrorKind::AddrInUse => continue,
+                Err(ServerError::Bind { source, .. })
+                    if source.kind() == io::ErrorKind::AddrInUse =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -98,10 +118,23 @@ impl DnsServer {
         let mut tcp = Vec::with_capacity(cfg.addrs.len());
         for ip in &cfg.addrs {
             let addr = SocketAddr::from((*ip, port));
-            udp.push(UdpSocket::bind(addr).await.map_err(|e| bind_error("UDP", addr, e))?);
-            tcp.push(TcpListener::bind(addr).await.map_err(|e| bind_error("TCP", addr, e))?);
+            udp.push(
+                UdpSocket::bind(addr)
+                    .await
+                    .map_err(|e| bind_error("UDP", addr, e))?,
+            );
+            tcp.push(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| bind_error("TCP", addr, e))?,
+            );
         }
-        Ok(DnsServer { udp, tcp, port, tcp_idle_timeout: cfg.tcp_idle_timeout })
+        Ok(DnsServer {
+            udp,
+            tcp,
+            port,
+            tcp_idle_timeout: cfg.tcp_idle_timeout,
+        })
     }
 
     /// The port every listener uses.
@@ -111,7 +144,10 @@ impl DnsServer {
 
     /// One address per service IP (UDP and TCP share it).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.udp.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     /// Starts answering from `records`.
@@ -119,7 +155,12 @@ impl DnsServer {
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for socket in self.udp {
-            tasks.spawn(serve_udp(socket, records.clone(), Arc::clone(&metrics), stopped.clone()));
+            tasks.spawn(serve_udp(
+                socket,
+                records.clone(),
+                Arc::clone(&metrics),
+                stopped.clone(),
+            ));
         }
         for listener in self.tcp {
             tasks.spawn(serve_tcp(
@@ -142,7 +183,12 @@ impl ServerHandle {
     }
 }
 
-async fn serve_udp(socket: UdpSocket, records: SharedRecords, metrics: Arc<Metrics>, mut stopped: watch::Receiver<bool>) {
+async fn serve_udp(
+    socket: UdpSocket,
+    records: SharedRecords,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 65_535];
     loop {
         let (len, peer) = tokio::select! {
@@ -156,7 +202,9 @@ async fn serve_udp(socket: UdpSocket, records: SharedRecords, metrics: Arc<Metri
                 }
             },
         };
-        let Some(response) = respond(&buf[..len], &records.load(), Transport::Udp) else { continue };
+        let Some(response) = respond(&buf[..len], &records.load(), Transport::Udp) else {
+            continue;
+        };
         metrics.count_response(response.rcode);
         if let Err(e) = socket.send_to(&response.bytes, peer).await {
             log::debug!("UDP send to {peer}: {e}");
@@ -181,7 +229,9 @@ async fn serve_tcp(
         match accepted {
             Ok((stream, peer)) => {
                 if conns.len() >= MAX_TCP_CONNECTIONS {
-                    log::debug!("TCP: {MAX_TCP_CONNECTIONS} connections open, closing the one from {peer}");
+                    log::debug!(
+                        "TCP: {MAX_TCP_CONNECTIONS} connections open, closing the one from {peer}"
+                    );
                     continue;
                 }
                 let (records, metrics) = (records.clone(), Arc::clone(&metrics));
@@ -202,7 +252,12 @@ async fn serve_tcp(
 
 /// Answers length-prefixed queries in order until the client closes, sends a zero length, or
 /// stays idle for `idle`. Queries may be pipelined: each is answered as soon as it is read.
-async fn serve_connection(stream: TcpStream, records: &SharedRecords, metrics: &Metrics, idle: Duration) -> io::Result<()> {
+async fn serve_connection(
+    stream: TcpStream,
+    records: &SharedRecords,
+    metrics: &Metrics,
+    idle: Duration,
+) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut stream = BufReader::new(stream);
     let mut query = vec![0u8; 65_535];
@@ -221,9 +276,13 @@ async fn serve_connection(stream: TcpStream, records: &SharedRecords, metrics: &
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(n)) => n,
         };
-        let Some(response) = respond(&query[..n], &records.load(), Transport::Tcp) else { continue };
+        let Some(response) = respond(&query[..n], &records.load(), Transport::Tcp) else {
+            continue;
+        };
         metrics.count_response(response.rcode);
-        let Ok(len) = u16::try_from(response.bytes.len()) else { continue };
+        let Ok(len) = u16::try_from(response.bytes.len()) else {
+            continue;
+        };
         let mut framed = Vec::with_capacity(2 + response.bytes.len());
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&response.bytes);

@@ -54,9 +54,17 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
     #[error("{origin}: document {document}: invalid YAML: {message}")]
-    Yaml { origin: String, document: usize, message: String },
+    Yaml {
+        origin: String,
+        document: usize,
+        message: String,
+    },
     #[error("{origin}: {at}: {problem}")]
-    Object { origin: String, at: Location, problem: String },
+    Object {
+        origin: String,
+        at: Location,
+        problem: String,
+    },
 }
 
 /// A loaded snapshot: the objects, and what was skipped (already logged as warnings).
@@ -71,8 +79,10 @@ pub fn load(source: &SnapshotSource) -> Result<Loaded, SnapshotError> {
     match source {
         SnapshotSource::Embedded => parse(EMBEDDED_ORIGIN, EMBEDDED),
         SnapshotSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| SnapshotError::Read { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| SnapshotError::Read {
+                path: path.clone(),
+                source,
+            })?;
             parse(&path.display().to_string(), &text)
         }
         SnapshotSource::Text { origin, yaml } => parse(origin, yaml),
@@ -82,7 +92,11 @@ pub fn load(source: &SnapshotSource) -> Result<Loaded, SnapshotError> {
 /// Parses `text` (named `origin` in messages). Unknown kinds are skipped with a warning;
 /// malformed objects and duplicates are errors.
 pub fn parse(origin: &str, text: &str) -> Result<Loaded, SnapshotError> {
-    let mut loader = Loader { origin, loaded: Loaded::default(), seen: BTreeMap::new() };
+    let mut loader = Loader {
+        origin,
+        loaded: Loaded::default(),
+        seen: BTreeMap::new(),
+    };
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
         let value = Value::deserialize(doc).map_err(|e| SnapshotError::Yaml {
@@ -107,11 +121,19 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn error(&self, at: Location, problem: impl Into<String>) -> SnapshotError {
-        SnapshotError::Object { origin: self.origin.to_owned(), at, problem: problem.into() }
+        SnapshotError::Object {
+            origin: self.origin.to_owned(),
+            at,
+            problem: problem.into(),
+        }
     }
 
     fn document(&mut self, document: usize, value: Value) -> Result<(), SnapshotError> {
-        let at = Location { document, item: None, object: None };
+        let at = Location {
+            document,
+            item: None,
+            object: None,
+        };
         if value.is_null() {
             return Ok(()); // an empty document, e.g. after a trailing `---`
         }
@@ -125,7 +147,11 @@ impl Loader<'_> {
             Some(_) => return Err(self.error(at, "List: items is not a sequence")),
         };
         for (i, item) in items.into_iter().enumerate() {
-            let at = Location { document, item: Some(i), object: None };
+            let at = Location {
+                document,
+                item: Some(i),
+                object: None,
+            };
             let (kind, api_version) = self.type_of(&at, &item)?;
             if kind == "List" {
                 return Err(self.error(at, "a List inside a List is not supported"));
@@ -172,7 +198,11 @@ impl Loader<'_> {
             _ => "default".to_owned(), // what kubectl assumes for a namespaced object
         };
         let key = ObjectKey::new(namespace, name);
-        let object = if namespaced { format!("{kind} {key}") } else { format!("{kind} {}", key.name) };
+        let object = if namespaced {
+            format!("{kind} {key}")
+        } else {
+            format!("{kind} {}", key.name)
+        };
         at.object = Some(object.clone());
 
         let expected = match kind.as_str() {
@@ -184,11 +214,17 @@ impl Loader<'_> {
             }
         };
         if api_version != expected {
-            self.warn(&at, &format!("apiVersion {api_version} not supported (want {expected}), skipped"));
+            self.warn(
+                &at,
+                &format!("apiVersion {api_version} not supported (want {expected}), skipped"),
+            );
             return Ok(());
         }
         if let Some(first) = self.seen.get(&object) {
-            return Err(self.error(at.clone(), format!("duplicate object, first defined in {first}")));
+            return Err(self.error(
+                at.clone(),
+                format!("duplicate object, first defined in {first}"),
+            ));
         }
         if namespaced {
             validate::check_dns1123_label("metadata.namespace", &key.namespace)
@@ -212,9 +248,16 @@ impl Loader<'_> {
             "EndpointSlice" => {
                 let mut slice: EndpointSlice = self.typed(&at, value)?;
                 validate::check_endpoint_slice(&slice).map_err(|p| self.error(at.clone(), p))?;
-                let linked = slice.metadata.labels.as_ref().is_some_and(|l| l.contains_key(SERVICE_NAME_LABEL));
+                let linked = slice
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(SERVICE_NAME_LABEL));
                 if !linked {
-                    self.warn(&at, &format!("no {SERVICE_NAME_LABEL} label: not linked to any Service"));
+                    self.warn(
+                        &at,
+                        &format!("no {SERVICE_NAME_LABEL} label: not linked to any Service"),
+                    );
                 }
                 slice.metadata.namespace = Some(key.namespace.clone());
                 self.loaded.cluster.endpoint_slices.insert(key, slice);
@@ -233,13 +276,19 @@ impl Loader<'_> {
         serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let problem = if path == "." { inner.to_string() } else { format!("{path}: {inner}") };
+            let problem = if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            };
             self.error(at.clone(), problem)
         })
     }
 
     fn warn(&mut self, at: &Location, what: &str) {
-        self.loaded.warnings.push(format!("{}: {at}: {what}", self.origin));
+        self.loaded
+            .warnings
+            .push(format!("{}: {at}: {what}", self.origin));
     }
 }
 

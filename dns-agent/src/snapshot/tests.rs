@@ -19,7 +19,8 @@ fn item(doc: &str) -> String {
 }
 
 fn list(docs: &[&str]) -> String {
-    let mut out = "apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n".to_owned();
+    let mut out =
+        "apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n".to_owned();
     for doc in docs {
         out.push_str(&item(doc));
     }
@@ -29,7 +30,12 @@ fn list(docs: &[&str]) -> String {
 /// (namespaces, services, slices, pods) held.
 fn counts(l: &Loaded) -> (usize, usize, usize, usize) {
     let c = &l.cluster;
-    (c.namespaces.len(), c.services.len(), c.endpoint_slices.len(), c.pods.len())
+    (
+        c.namespaces.len(),
+        c.services.len(),
+        c.endpoint_slices.len(),
+        c.pods.len(),
+    )
 }
 
 #[test]
@@ -94,7 +100,8 @@ fn accepted() {
         },
     ];
     for case in cases {
-        let loaded = parse("test.yaml", &case.yaml).unwrap_or_else(|e| panic!("case {:?}: {e}", case.name));
+        let loaded =
+            parse("test.yaml", &case.yaml).unwrap_or_else(|e| panic!("case {:?}: {e}", case.name));
         assert_eq!(counts(&loaded), case.counts, "case {:?}", case.name);
         assert_eq!(loaded.warnings, case.warnings, "case {:?}", case.name);
     }
@@ -224,8 +231,17 @@ fn rejected() {
             Ok(_) => panic!("case {:?}: accepted", case.name),
             Err(e) => e.to_string(),
         };
-        assert!(!err.contains('\n'), "case {:?}: one line, got {err:?}", case.name);
-        assert!(err.starts_with(case.err), "case {:?}:\n got {err:?}\nwant {:?}", case.name, case.err);
+        assert!(
+            !err.contains('\n'),
+            "case {:?}: one line, got {err:?}",
+            case.name
+        );
+        assert!(
+            err.starts_with(case.err),
+            "case {:?}:\n got {err:?}\nwant {:?}",
+            case.name,
+            case.err
+        );
     }
 }
 
@@ -239,6 +255,11 @@ fn embedded_sample_loads_without_warnings() {
 #[test]
 fn missing_file_names_the_path() {
     let path = PathBuf::from("/nonexistent/snap.yaml");
-    let err = load(&SnapshotSource::File(path)).expect_err("no such file").to_string();
-    assert!(err.starts_with("cannot read snapshot /nonexistent/snap.yaml: No such file"), "{err}");
+    let err = load(&SnapshotSource::File(path))
+        .expect_err("no such file")
+        .to_string();
+    assert!(
+        err.starts_with("cannot read snapshot /nonexistent/snap.yaml: No such file"),
+        "{err}"
+    );
 }

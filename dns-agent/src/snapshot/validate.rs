@@ -13,7 +13,9 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub fn check_dns1123_label(what: &str, value: &str) -> Result<(), String> {
     let ok = !value.is_empty()
         && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !value.starts_with('-')
         && !value.ends_with('-');
     if ok {
@@ -39,7 +41,9 @@ fn check_cluster_ip(field: &str, value: &str) -> Result<(), String> {
     if value.is_empty() || value == "None" || value.parse::<IpAddr>().is_ok() {
         Ok(())
     } else {
-        Err(format!("{field} {value:?} is not an IP address, \"None\" or empty"))
+        Err(format!(
+            "{field} {value:?} is not an IP address, \"None\" or empty"
+        ))
     }
 }
 
@@ -54,7 +58,9 @@ pub fn check_service(svc: &Service) -> Result<(), String> {
         }
         if let (Some(first), Some(ip)) = (ips.first(), &spec.cluster_ip) {
             if !ip.is_empty() && first != ip {
-                return Err(format!("spec.clusterIPs[0] {first:?} differs from spec.clusterIP {ip:?}"));
+                return Err(format!(
+                    "spec.clusterIPs[0] {first:?} differs from spec.clusterIP {ip:?}"
+                ));
             }
         }
     }
@@ -68,7 +74,9 @@ pub fn check_endpoint_slice(slice: &EndpointSlice) -> Result<(), String> {
         "FQDN" => |_| true,
         "" => return Err("addressType is missing".to_owned()),
         other => {
-            return Err(format!("addressType {other:?} is not one of \"IPv4\", \"IPv6\", \"FQDN\""));
+            return Err(format!(
+                "addressType {other:?} is not one of \"IPv4\", \"IPv6\", \"FQDN\""
+            ));
         }
     };
     for (i, ep) in slice.endpoints.iter().enumerate() {

@@ -8,14 +8,21 @@ use crate::snapshot;
 
 fn sample() -> Records {
     let loaded = snapshot::parse("sample", snapshot::EMBEDDED).unwrap_or_else(|e| panic!("{e}"));
-    let settings = Settings { zone: "cluster.local.".into(), ttl: 5 };
+    let settings = Settings {
+        zone: "cluster.local.".into(),
+        ttl: 5,
+    };
     build(&loaded.cluster, &settings, 1_700_000_000).0
 }
 
 /// Wire form of a dotted name (no compression).
 fn wire_name(name: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
     }
@@ -40,7 +47,14 @@ fn opt_rr(o: &OptSpec) -> Vec<u8> {
 }
 
 /// A query: `flags` is the 16-bit flags word, then one question, then an optional OPT.
-fn query(id: u16, flags: u16, name: &str, qtype: u16, qclass: u16, opt: Option<&OptSpec>) -> Vec<u8> {
+fn query(
+    id: u16,
+    flags: u16,
+    name: &str,
+    qtype: u16,
+    qclass: u16,
+    opt: Option<&OptSpec>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&flags.to_be_bytes());
@@ -69,7 +83,11 @@ fn udp(q: &[u8]) -> Response {
 fn hit_bytes_are_exactly_the_contract() {
     // dig-like query: RD, AD set by dig, CD, Z, mixed case, OPT 1232 with DO and a COOKIE option.
     let cookie = [0u8, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
-    let opt = OptSpec { udp: 1232, ttl: 0x0000_8000, options: cookie.to_vec() };
+    let opt = OptSpec {
+        udp: 1232,
+        ttl: 0x0000_8000,
+        options: cookie.to_vec(),
+    };
     let name = "Web.DEFAULT.svc.Cluster.local.";
     let q = query(0xbeef, RD | CD | AD | Z, name, A_, IN, Some(&opt));
     let r = udp(&q);
@@ -93,14 +111,32 @@ fn hit_bytes_are_exactly_the_contract() {
     assert_eq!(r.bytes, want);
 
     // A client UDP size below 512 is echoed as sent; DO clear stays clear.
-    let opt = OptSpec { udp: 100, ttl: 0, options: vec![] };
-    let r = udp(&query(1, RD, "web.default.svc.cluster.local.", A_, IN, Some(&opt)));
-    assert_eq!(&r.bytes[r.bytes.len() - 11..], &[0, 0, 41, 0, 100, 0, 0, 0, 0, 0, 0]);
+    let opt = OptSpec {
+        udp: 100,
+        ttl: 0,
+        options: vec![],
+    };
+    let r = udp(&query(
+        1,
+        RD,
+        "web.default.svc.cluster.local.",
+        A_,
+        IN,
+        Some(&opt),
+    ));
+    assert_eq!(
+        &r.bytes[r.bytes.len() - 11..],
+        &[0, 0, 41, 0, 100, 0, 0, 0, 0, 0, 0]
+    );
 }
 
 #[test]
 fn badvers_sets_the_extended_rcode() {
-    let opt = OptSpec { udp: 4096, ttl: 0x0001_8000, options: vec![] };
+    let opt = OptSpec {
+        udp: 4096,
+        ttl: 0x0001_8000,
+        options: vec![],
+    };
     let q = query(9, RD, "web.default.svc.cluster.local.", A_, IN, Some(&opt));
     let r = udp(&q);
     assert_eq!(r.rcode, 16);
@@ -119,14 +155,22 @@ fn truncation_keeps_question_and_opt_only() {
     want.extend_from_slice(&q[12..]);
     assert_eq!(r.bytes, want, "40 addresses do not fit 512 bytes");
 
-    let opt = OptSpec { udp: 600, ttl: 0, options: vec![] };
+    let opt = OptSpec {
+        udp: 600,
+        ttl: 0,
+        options: vec![],
+    };
     let q = query(4, 0, name, A_, IN, Some(&opt));
     let r = udp(&q);
     let mut want = vec![0, 4, 0x86, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
     want.extend_from_slice(&q[12..]);
     assert_eq!(r.bytes, want, "nor the client's 600");
 
-    let opt = OptSpec { udp: 1232, ttl: 0, options: vec![] };
+    let opt = OptSpec {
+        udp: 1232,
+        ttl: 0,
+        options: vec![],
+    };
     let r = udp(&query(5, 0, name, A_, IN, Some(&opt)));
     assert_eq!(r.bytes[2] & 0x02, 0, "1232 is enough");
     assert_eq!(u16::from_be_bytes([r.bytes[6], r.bytes[7]]), 40);
@@ -168,7 +212,11 @@ fn rcodes_and_sections() {
     let mut two_opts = query(1, 0, "web.default.svc.cluster.local.", A_, IN, None);
     two_opts[11] = 2;
     for _ in 0..2 {
-        two_opts.extend_from_slice(&opt_rr(&OptSpec { udp: 1232, ttl: 0, options: vec![] }));
+        two_opts.extend_from_slice(&opt_rr(&OptSpec {
+            udp: 1232,
+            ttl: 0,
+            options: vec![],
+        }));
     }
     let mut notify = q("cluster.local.", 6);
     notify[2] |= 4 << 3;
@@ -339,7 +387,12 @@ fn rcodes_and_sections() {
             .unwrap_or_else(|| panic!("case {:?}: no response", case.name));
         assert_eq!(r.rcode, case.rcode, "case {:?}: rcode", case.name);
         let m = Message::from_vec(&r.bytes).unwrap_or_else(|e| panic!("case {:?}: {e}", case.name));
-        assert_eq!(m.id(), u16::from_be_bytes([case.query[0], case.query[1]]), "case {:?}", case.name);
+        assert_eq!(
+            m.id(),
+            u16::from_be_bytes([case.query[0], case.query[1]]),
+            "case {:?}",
+            case.name
+        );
         assert_eq!(m.authoritative(), case.aa, "case {:?}: AA", case.name);
         assert!(!m.recursion_available(), "case {:?}: RA", case.name);
         let answers: Vec<String> = m.answers().iter().map(rr_text).collect();
