@@ -43,6 +43,8 @@ pub enum ServerError {
         source: io::Error,
         hint: &'static str,
     },
+    #[error("no service address to listen on (give --service-ip)")]
+    NoAddress,
     #[error(
         "no free port for UDP and TCP on every service address after {FREE_PORT_ATTEMPTS} attempts"
     )]
@@ -85,6 +87,9 @@ pub struct ServerHandle {
 impl DnsServer {
     /// Binds UDP and TCP on every address (on one common port when `port` is 0).
     pub async fn bind(cfg: &ServerConfig) -> Result<Self, ServerError> {
+        if cfg.addrs.is_empty() {
+            return Err(ServerError::NoAddress);
+        }
         if cfg.port != 0 {
             return Self::bind_port(cfg, cfg.port).await;
         }
