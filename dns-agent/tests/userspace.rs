@@ -510,14 +510,24 @@ async fn every_service_address_answers_on_one_port() {
     let agent = App::start(c).await.expect("start");
     let addrs = agent.dns_addrs().to_vec();
     assert_eq!(addrs.len(), 2);
-    assert_eq!(addrs[0].port(), addrs[1].port(), "one port for every address");
+    assert_eq!(
+        addrs[0].port(),
+        addrs[1].port(),
+        "one port for every address"
+    );
     for server in addrs {
         let q = query(9, 0, "kubernetes.default.svc.cluster.local.", A, None);
         let m = decode(&udp(server, &q).await);
-        assert_eq!(answers(&m), ["kubernetes.default.svc.cluster.local. 5 A 10.96.0.1"]);
+        assert_eq!(
+            answers(&m),
+            ["kubernetes.default.svc.cluster.local. 5 A 10.96.0.1"]
+        );
         let mut stream = TcpStream::connect(server).await.expect("TCP connect");
         stream.write_all(&framed(&q)).await.expect("write");
-        assert_eq!(answers(&decode(&tcp_read_one(&mut stream).await)), answers(&m));
+        assert_eq!(
+            answers(&decode(&tcp_read_one(&mut stream).await)),
+            answers(&m)
+        );
     }
     agent.stop().await;
 }
