@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cli::{Config, KernelConfig};
+use crate::cli::{Config, KernelConfig, SnapshotSource};
 use crate::cluster::Cluster;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::metrics::{KernelStatsFn, Metrics, MetricsError, MetricsHandle, MetricsServer};
@@ -31,6 +31,7 @@ type SharedDataplane = Arc<Mutex<Dataplane>>;
 
 /// A running agent.
 pub struct App {
+    snapshot: SnapshotSource,
     settings: records::Settings,
     records: SharedRecords,
     metrics: Arc<Metrics>,
@@ -121,6 +122,7 @@ impl App {
         let records = SharedRecords::new(records);
         let dns = dns.spawn(records.clone(), Arc::clone(&metrics));
         Ok(App {
+            snapshot: config.snapshot,
             settings,
             records,
             metrics,
@@ -184,6 +186,13 @@ impl App {
         log::info!("serving {} A records, serial {}", new.a.len(), new.serial);
         self.records.store(new);
         Ok(true)
+    }
+
+    /// Reads the snapshot again (SIGHUP) and serves what it yields; on error the previous
+    /// records stay in service. Returns whether anything changed.
+    pub fn reload(&self) -> Result<bool, AppError> {
+        let loaded = snapshot::load(&self.snapshot)?;
+        self.update(&loaded.cluster)
     }
 
     /// Stops the metrics endpoint and the listeners, then detaches the kernel programs.

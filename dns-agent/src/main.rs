@@ -1,4 +1,4 @@
-//! The dns-agent binary: flags → configuration → agent, until SIGINT or SIGTERM.
+//! The dns-agent binary: flags → configuration → agent, until SIGINT or SIGTERM (SIGHUP reloads).
 
 use std::process::ExitCode;
 
@@ -46,13 +46,26 @@ fn run(config: cli::Config) -> anyhow::Result<()> {
         // Registered before anything is attached, so a signal during startup still stops cleanly.
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigterm = signal(SignalKind::terminate())?;
-        let shutdown = async move {
+        let mut sighup = signal(SignalKind::hangup())?;
+        let app = app::App::start(config).await?;
+        loop {
             tokio::select! {
-                _ = sigint.recv() => log::info!("SIGINT received"),
-                _ = sigterm.recv() => log::info!("SIGTERM received"),
+                _ = sigint.recv() => {
+                    log::info!("SIGINT received, shutting down");
+                    break;
+                }
+                _ = sigterm.recv() => {
+                    log::info!("SIGTERM received, shutting down");
+                    break;
+                }
+                _ = sighup.recv() => match app.reload() {
+                    Ok(true) => log::info!("SIGHUP: snapshot reloaded"),
+                    Ok(false) => log::info!("SIGHUP: snapshot unchanged"),
+                    Err(e) => log::error!("SIGHUP: {e}; still serving the previous records"),
+                },
             }
-        };
-        app::run(config, shutdown).await?;
+        }
+        app.stop().await;
         Ok(())
     })
 }

@@ -69,47 +69,15 @@ fn startup_errors_give_one_line_and_exit_1() {
 #[test]
 fn serves_until_sigterm_then_exits_0() {
     for signal in ["-TERM", "-INT"] {
-        let mut child = Command::new(BIN)
-            .args([
-                "--no-kernel",
-                "--dns-port",
-                "0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dns-agent");
-        // The log line "serving cluster.local. (...) on UDP and TCP 127.0.0.1:PORT" tells the port.
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let port: u16 = loop {
-            let line = lines
-                .next()
-                .expect("a log line before exiting")
-                .expect("read stderr");
-            if let Some(addr) = line.split("on UDP and TCP ").nth(1) {
-                break addr
-                    .rsplit(':')
-                    .next()
-                    .and_then(|p| p.trim().parse().ok())
-                    .expect("port in log");
-            }
-        };
-        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("socket");
-        sock.set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in ["web", "default", "svc", "cluster", "local"] {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.extend_from_slice(&[0, 0, 1, 0, 1]);
-        sock.send_to(&q, (Ipv4Addr::LOCALHOST, port)).expect("send");
-        let mut buf = [0u8; 512];
-        let n = sock.recv(&mut buf).expect("an answer");
-        assert_eq!(&buf[n - 4..n], &[10, 96, 10, 20]);
+        let (mut child, lines, port) = spawn_agent(&[
+            "--no-kernel",
+            "--dns-port",
+            "0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]);
+        let web = ["web", "default", "svc", "cluster", "local"];
+        assert_eq!(query_a(port, &web), [[10, 96, 10, 20]]);
 
         let pid = child.id().to_string();
         let killed = Command::new("kill")
@@ -122,4 +90,110 @@ fn serves_until_sigterm_then_exits_0() {
         let rest: Vec<String> = lines.map_while(Result::ok).collect();
         assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
     }
+}
+
+/// Starts the binary with `args` and returns it with its stderr lines and the DNS port it logged.
+fn spawn_agent(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+    u16,
+) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dns-agent");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let port: u16 = loop {
+        let line = lines
+            .next()
+            .expect("a log line before exiting")
+            .expect("read stderr");
+        if let Some(addr) = line.split("on UDP and TCP ").nth(1) {
+            break addr
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim().parse().ok())
+                .expect("port in log");
+        }
+    };
+    (child, lines, port)
+}
+
+/// The IPv4 addresses answered for `labels` (a raw A query over UDP).
+fn query_a(port: u16, labels: &[&str]) -> Vec<[u8; 4]> {
+    let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("socket");
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut q = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in labels {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    sock.send_to(&q, (Ipv4Addr::LOCALHOST, port)).expect("send");
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("an answer");
+    let ancount = usize::from(u16::from_be_bytes([buf[6], buf[7]]));
+    (0..ancount)
+        .map(|i| {
+            let end = n - (ancount - 1 - i) * 16;
+            [buf[end - 4], buf[end - 3], buf[end - 2], buf[end - 1]]
+        })
+        .collect()
+}
+
+#[test]
+fn sighup_reloads_the_snapshot() {
+    let dir = std::env::temp_dir().join(format!("dns-agent-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("snap.yaml");
+    let svc = |ip: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\nspec:\n  clusterIP: {ip}\n")
+    };
+    std::fs::write(&file, svc("10.96.1.1")).expect("write snapshot");
+    let path = file.to_str().expect("utf-8 path");
+    let (mut child, mut lines, port) = spawn_agent(&[
+        "--snapshot",
+        path,
+        "--dns-port",
+        "0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    let web = ["web", "default", "svc", "cluster", "local"];
+    assert_eq!(query_a(port, &web), [[10, 96, 1, 1]]);
+
+    let pid = child.id().to_string();
+    for (content, want_log) in [
+        (svc("10.96.2.2"), "SIGHUP: snapshot reloaded"),
+        (
+            "kind: [broken\n".to_owned(),
+            "still serving the previous records",
+        ),
+    ] {
+        std::fs::write(&file, content).expect("rewrite snapshot");
+        assert!(Command::new("kill")
+            .args(["-HUP", pid.as_str()])
+            .status()
+            .expect("kill")
+            .success());
+        let logged = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains(want_log));
+        assert!(logged, "log line {want_log:?}");
+        assert_eq!(query_a(port, &web), [[10, 96, 2, 2]]);
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", pid.as_str()])
+        .status()
+        .expect("kill")
+        .success());
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
 }
