@@ -149,14 +149,34 @@ fn show(topo: &Topology) {
         }
         Err(e) => println!("(curl failed: {e})"),
     }
-    println!(
-        "\nTry, from another terminal:\n\
-         \x20 ip netns exec {pod} dig {DEMO_NAME}          # answered by the kernel program\n\
-         \x20 ip netns exec {pod} dig +search web               # the pod's search list (ndots:5)\n\
-         \x20 ip netns exec {pod} getent ahosts web             # glibc, via /etc/netns/{pod}/resolv.conf\n\
-         \x20 ip netns exec {pod} dig missing.default.svc.cluster.local   # NXDOMAIN from userspace\n\
-         \x20 ip netns exec {node} curl 127.0.0.1:9153/metrics"
-    );
+    let tries: [(&str, &str, &str); 5] = [
+        (
+            pod,
+            "dig web.default.svc.cluster.local",
+            "answered by the kernel program",
+        ),
+        (pod, "dig +search web", "the pod's search list (ndots:5)"),
+        (
+            pod,
+            "getent ahosts web",
+            "glibc, with the pod's resolv.conf",
+        ),
+        (
+            pod,
+            "dig missing.default.svc.cluster.local",
+            "NXDOMAIN, from userspace",
+        ),
+        (
+            node,
+            "curl 127.0.0.1:9153/metrics",
+            "counters, by path and reason",
+        ),
+    ];
+    println!("\nTry, from another terminal:");
+    for (ns, cmd, what) in tries {
+        let line = format!("ip netns exec {ns} {cmd}");
+        println!("  {line:<62} # {what}");
+    }
 }
 
 fn print_output(out: std::io::Result<Output>) {
