@@ -17,7 +17,7 @@ mod netns;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -80,14 +80,10 @@ fn workspace_root() -> PathBuf {
 /// Builds the eBPF object with the kernel helper's builder, after checking the toolchain.
 pub fn build_ebpf(root: &Path) -> Result<PathBuf> {
     if let Some(missing) = ebpf_build::toolchain_missing() {
-        bail!(
-            "the eBPF toolchain is incomplete: {missing}\n(run `cargo xtask setup` to install it)"
-        );
+        bail!("{missing}");
     }
     sh::step("build the eBPF programs (dns-ebpf)");
-    let obj = ebpf_build::build(root)
-        .map_err(anyhow::Error::msg)
-        .context("building dns-ebpf failed")?;
+    let obj = ebpf_build::build(root).map_err(anyhow::Error::msg)?;
     eprintln!("xtask: eBPF object: {}", obj.display());
     Ok(obj)
 }
