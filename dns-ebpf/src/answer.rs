@@ -84,8 +84,16 @@ pub fn reply<P: Packet>(
     sum += addrs[0] as u64 + addrs[1] as u64 + 0x1100 + 2 * udp_len_be as u64;
 
     // Header: ID kept; QR AA, RD copied | CD copied, RCODE 0; QD 1, AN n, NS 0, AR 0/1.
-    write(p, q.dns_off + 2, u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]))?;
-    write(p, q.dns_off + 6, [(n as u16).to_be(), 0, (q.has_opt as u16).to_be()])?;
+    write(
+        p,
+        q.dns_off + 2,
+        u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]),
+    )?;
+    write(
+        p,
+        q.dns_off + 6,
+        [(n as u16).to_be(), 0, (q.has_opt as u16).to_be()],
+    )?;
     let hdr: [u32; 3] = read(p, q.dns_off)?;
     sum += hdr[0] as u64 + hdr[1] as u64 + hdr[2] as u64;
     // The question as sent; it starts at an even offset of the UDP datagram.

@@ -58,7 +58,12 @@ pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv4, u32> {
     if tot_len < hdr_len + 8 || off + tot_len > p.len() {
         return Err(stats::MALFORMED);
     }
-    Ok(Ipv4 { off, hdr_len, tot_len, daddr_be: h.daddr_be })
+    Ok(Ipv4 {
+        off,
+        hdr_len,
+        tot_len,
+        daddr_be: h.daddr_be,
+    })
 }
 
 /// Turns the header around: addresses swapped, new total length, fresh TTL, checksum recomputed

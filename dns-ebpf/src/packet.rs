@@ -4,12 +4,12 @@ use core::{ffi::c_void, mem::size_of};
 
 use aya_ebpf::{
     bindings::__sk_buff,
-    macros::map,
-    maps::PerCpuArray,
     helpers::generated::{
         bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_pull_data, bpf_xdp_adjust_tail,
         bpf_xdp_load_bytes,
     },
+    macros::map,
+    maps::PerCpuArray,
     programs::{TcContext, XdpContext},
 };
 use dns_common::stats;
@@ -182,7 +182,12 @@ impl Packet for Tc {
     fn load_bytes(&self, offset: usize, dst: *mut u8, len: u32) -> Result<(), u32> {
         // SAFETY: the helper bounds-checks the packet; `dst` holds at least `len` bytes.
         let ret = unsafe {
-            bpf_skb_load_bytes(self.skb() as *const c_void, offset as u32, dst as *mut c_void, len)
+            bpf_skb_load_bytes(
+                self.skb() as *const c_void,
+                offset as u32,
+                dst as *mut c_void,
+                len,
+            )
         };
         if ret != 0 {
             return Err(stats::MALFORMED);
