@@ -254,30 +254,100 @@ impl Metrics {
     }
 }
 
-/// Asserts that nothing (XDP or TC) is attached to the node-side veth.
-fn assert_detached(topo: &Topology, context: &str) {
-    let tc = topo
-        .exec_in_node("tc", &["filter", "show", "dev", topo.node_if(), "ingress"])
-        .expect("tc");
-    let tc_text = String::from_utf8_lossy(&tc.stdout);
-    assert!(
-        tc_text.trim().is_empty(),
-        "{context}: a TC filter is left on {}:\n{tc_text}",
-        topo.node_if()
-    );
+/// Every program attached to the node-side veth: XDP (`ip link`), TC filters (`tc filter`) and
+/// TCX links (asked from the kernel: neither `tc` nor this bpftool lists them).
+fn attached_programs(topo: &Topology) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in ["ingress", "egress"] {
+        let tc = topo
+            .exec_in_node("tc", &["filter", "show", "dev", topo.node_if(), dir])
+            .expect("tc");
+        let text = String::from_utf8_lossy(&tc.stdout);
+        if !text.trim().is_empty() {
+            found.push(format!("tc {dir}: {}", text.trim()));
+        }
+    }
     let link = topo
         .exec_in_node("ip", &["link", "show", "dev", topo.node_if()])
         .expect("ip link");
     let link_text = String::from_utf8_lossy(&link.stdout);
+    assert!(link.status.success(), "{} is gone", topo.node_if());
+    found.extend(
+        link_text
+            .lines()
+            .filter(|l| l.contains("prog/xdp"))
+            .map(|l| format!("xdp: {}", l.trim())),
+    );
+    found.extend(tcx_programs(topo));
+    found
+}
+
+/// Names of the TCX programs on the node-side veth, queried from a thread moved into the node
+/// namespace (a namespace switch only affects the calling thread, which then ends).
+fn tcx_programs(topo: &Topology) -> Vec<String> {
+    use std::os::fd::AsRawFd as _;
+
+    use aya::programs::tc::{SchedClassifier, TcAttachType};
+
+    let ns_path = Path::new("/run/netns").join(topo.node_ns());
+    let iface = topo.node_if().to_string();
+    thread::spawn(move || {
+        let ns = File::open(&ns_path).unwrap_or_else(|e| panic!("{}: {e}", ns_path.display()));
+        // SAFETY: setns on a valid namespace fd changes only this thread's network namespace.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "setns {}: {}",
+            ns_path.display(),
+            std::io::Error::last_os_error()
+        );
+        let mut names = Vec::new();
+        for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+            let (_, progs) = SchedClassifier::query_tcx(&iface, at)
+                .unwrap_or_else(|e| panic!("querying TCX {at:?} on {iface}: {e}"));
+            names.extend(
+                progs
+                    .iter()
+                    .map(|p| format!("tcx {at:?}: {}", p.name_as_str().unwrap_or("?"))),
+            );
+        }
+        names
+    })
+    .join()
+    .expect("the TCX query thread panicked")
+}
+
+/// Asserts that nothing (XDP, TC or TCX) is attached to the node-side veth.
+fn assert_detached(topo: &Topology, context: &str) {
+    let found = attached_programs(topo);
     assert!(
-        link.status.success(),
-        "{context}: {} is gone",
+        found.is_empty(),
+        "{context}: programs left on {}: {found:?}",
         topo.node_if()
     );
+}
+
+/// Asserts that nothing answers on the service address any more: no agent, no kernel program
+/// answering from a map left behind (the node's ICMP port-unreachable comes back).
+fn assert_nothing_answers(topo: &Topology, context: &str) {
+    let server = format!("@{}", topo.service_ip());
+    let out = topo
+        .exec_in_pod(
+            "dig",
+            &[
+                "+tries=1",
+                "+time=2",
+                &server,
+                "web.default.svc.cluster.local",
+                "A",
+            ],
+        )
+        .expect("dig");
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        !link_text.contains("xdp"),
-        "{context}: an XDP program is left on {}:\n{link_text}",
-        topo.node_if()
+        text.contains("connection refused"),
+        "{context}: something still answers on the service address:\n{text}"
     );
 }
 
@@ -433,7 +503,10 @@ impl Reply {
                     .split_whitespace()
                     .map(str::to_string)
                     .collect();
-            } else if l.starts_with(";;") && l.ends_with(':') && (l.contains("SECTION") || l.contains(" DATA")) {
+            } else if l.starts_with(";;")
+                && l.ends_with(':')
+                && (l.contains("SECTION") || l.contains(" DATA"))
+            {
                 section = if l.contains("PSEUDOSECTION") {
                     "opt"
                 } else if l.contains("QUESTION") {
@@ -883,6 +956,13 @@ fn kernel_and_userspace_answer_identically() {
 
     // Kernel path.
     let agent = Agent::start(&topo, &[], probe);
+    let attached = attached_programs(&topo);
+    assert_eq!(
+        attached.len(),
+        1,
+        "want one program on {} (auto mode: TC on a veth), got {attached:?}",
+        topo.node_if()
+    );
     let before = Metrics::scrape(&topo);
     let kernel_replies: Vec<Reply> = qs
         .iter()
@@ -925,6 +1005,7 @@ fn kernel_and_userspace_answer_identically() {
     );
     agent.stop();
     assert_detached(&topo, "after SIGTERM");
+    assert_nothing_answers(&topo, "after SIGTERM");
 
     // Userspace only: the same questions must get the same responses.
     let agent = Agent::start(&topo, &["--no-kernel"], probe);
@@ -1109,6 +1190,7 @@ fn bad_input_fails_cleanly() {
             lines[0]
         );
         assert_detached(&topo, what);
+        assert_nothing_answers(&topo, what);
         let pids = Command::new("ip")
             .args(["netns", "pids", topo.node_ns()])
             .output()

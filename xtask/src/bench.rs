@@ -112,6 +112,8 @@ struct Row {
     cpu_ms_per_1k: f64,
     kernel_ns_per_packet: Option<f64>,
     kernel_share: Option<f64>,
+    /// Share of the machine busy during the second before the run (other work skews CPU figures).
+    idle_busy: f64,
 }
 
 /// What dnsperf printed at the end of a run.
@@ -236,6 +238,13 @@ fn measure(
     } else {
         None
     };
+    let idle_busy = background_load()?;
+    if idle_busy > 0.05 {
+        eprintln!(
+            "    warning: the machine was {:.0} % busy before this run; its CPU figures include that work",
+            idle_busy * 100.0
+        );
+    }
     let prog_before = prog.map(prog_stats).transpose()?;
     let cpu_before = busy_jiffies()?;
     let out = topo
@@ -259,6 +268,13 @@ fn measure(
         bail!("dnsperf got no answers in mode {mode}:\n{stdout}");
     }
     let cpu_ms = (cpu_after - cpu_before) as f64 * 1000.0 / clock_ticks() as f64;
+    eprintln!(
+        "    {mode}, {}: {:.0} answers/s, {} answers, machine busy {:.2} CPU-s",
+        load_label(load),
+        perf.qps,
+        perf.completed,
+        cpu_ms / 1000.0
+    );
     let kernel_ns_per_packet = match (prog_before, prog_after) {
         (Some((t0, c0)), Some((t1, c1))) if c1 > c0 => Some((t1 - t0) as f64 / (c1 - c0) as f64),
         _ => None,
@@ -274,6 +290,7 @@ fn measure(
         cpu_ms_per_1k: cpu_ms / perf.completed as f64 * 1000.0,
         kernel_ns_per_packet,
         kernel_share,
+        idle_busy,
     })
 }
 
@@ -431,6 +448,14 @@ fn busy_jiffies() -> Result<u64> {
     Ok(cols[0] + cols[1] + cols[2] + cols[5] + cols[6] + cols[7])
 }
 
+/// Share of all CPUs busy over one second (with the agent idle): the noise floor of the CPU figures.
+fn background_load() -> Result<f64> {
+    let before = busy_jiffies()?;
+    thread::sleep(Duration::from_secs(1));
+    let after = busy_jiffies()?;
+    Ok((after - before) as f64 / (clock_ticks() as f64 * cpus() as f64))
+}
+
 /// Jiffies per second (`getconf CLK_TCK`, 100 on Linux).
 fn clock_ticks() -> u64 {
     Command::new("getconf")
@@ -507,10 +532,7 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
     for r in rows {
-        let load = match r.load {
-            Load::Max => "highest".to_string(),
-            Load::Fixed(q) => format!("{q} q/s"),
-        };
+        let load = load_label(r.load);
         let ns = r
             .kernel_ns_per_packet
             .map_or("—".to_string(), |v| format!("{v:.0}"));
@@ -547,21 +569,20 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
             let _ = writeln!(
                 s,
                 "\nKernel path, {}: {:.1} % of the {} answers were counted by `dns_agent_kernel_responses_total` ({} queries sent).",
-                match r.load {
-                    Load::Max => "highest load".to_string(),
-                    Load::Fixed(q) => format!("{q} q/s"),
-                },
+                load_label(r.load),
                 share * 100.0,
                 r.perf.completed,
                 r.perf.sent
             );
         }
     }
+    let noisy = rows.iter().map(|r| r.idle_busy).fold(0.0, f64::max);
     let _ = writeln!(
         s,
-        "\nMachine: {} CPUs, kernel {}.",
+        "\nMachine: {} CPUs, kernel {}; at most {:.0} % busy with other work in the second before a run.",
         cpus(),
-        kernel_release()
+        kernel_release(),
+        noisy * 100.0
     );
     s
 }
@@ -581,6 +602,13 @@ fn a_names(snapshot: &Path) -> Result<Vec<String>> {
         })
         .map(|(name, _)| name)
         .collect())
+}
+
+fn load_label(load: Load) -> String {
+    match load {
+        Load::Max => "highest".to_string(),
+        Load::Fixed(q) => format!("{q} q/s"),
+    }
 }
 
 fn path_str(p: &Path) -> Result<&str> {
