@@ -181,45 +181,45 @@ pub struct Found {
 /// `dns_common::name::hash_words`), looks it up and verifies the stored name word by word.
 #[inline(always)]
 pub fn lookup<P: Packet>(p: &P, q: &Query) -> Result<Found, u32> {
-    let mut buf = core::mem::MaybeUninit::<[u64; NAME_WORDS]>::uninit();
-    let words = zero_words(&mut buf);
     let len = q.name_len as u32;
     if len == 0 || len > MAX_NAME_LEN as u32 {
         return Err(stats::MALFORMED);
     }
-    p.load_bytes(q.name_off, words.as_mut_ptr() as *mut u8, len)?;
-    let nwords = len.div_ceil(8) as usize;
+    // Index of the last word, 0..=31 (written so the verifier sees that range).
+    let last = ((len - 1) >> 3) as usize;
+    let nwords = last + 1;
+    let mut buf = core::mem::MaybeUninit::<[u64; NAME_WORDS]>::uninit();
+    let base = buf.as_mut_ptr() as *mut u64;
+    // Only the first `nwords` words are used. The helper fills `len` bytes of them; the rest
+    // of the last word must read as zero (as `pack_name` pads), so it is zeroed first.
+    // SAFETY: `last < NAME_WORDS` because `len <= 255`.
+    unsafe { core::ptr::write_volatile(base.add(last), 0) };
+    p.load_bytes(q.name_off, base as *mut u8, len)?;
     let mut h = hash_start();
     let mut name_sum: u64 = 0;
-    for w in words.iter_mut().take(nwords) {
-        name_sum += (*w & 0xffff_ffff) + (*w >> 32);
-        *w = lower_word(*w);
-        h = hash_step(h, *w);
+    let mut i = 0;
+    while i < NAME_WORDS && i < nwords {
+        // SAFETY: words below `nwords` were written by the helper and the zero store above.
+        let w = unsafe { base.add(i).read() };
+        name_sum += (w & 0xffff_ffff) + (w >> 32);
+        let lw = lower_word(w);
+        // SAFETY: as above, inside the buffer.
+        unsafe { base.add(i).write(lw) };
+        h = hash_step(h, lw);
+        i += 1;
     }
     // `NameKey { hash, len, _pad: 0 }` as two words: no 6-byte memset for the padding.
     let key: NameKey = bytemuck::cast([hash_finish(h, len as u16), len as u64]);
     let rec = DNS_A.get_ptr(&key).ok_or(stats::MISS)?;
     // SAFETY: a map value pointer stays valid for the whole program run.
     let stored = unsafe { &(*rec).name };
-    for (s, w) in stored.iter().zip(words.iter()).take(nwords) {
-        if s != w {
+    let mut i = 0;
+    while i < NAME_WORDS && i < nwords {
+        // SAFETY: `i < nwords`, written above.
+        if stored[i] != unsafe { base.add(i).read() } {
             return Err(stats::MISS);
         }
-    }
-    Ok(Found { rec, name_sum })
-}
-
-/// Zeroes the name buffer in place with one store per word (a plain `[0; N]` becomes a call to
-/// a byte-by-byte `memset` on this target).
-#[inline(always)]
-fn zero_words(buf: &mut core::mem::MaybeUninit<[u64; NAME_WORDS]>) -> &mut [u64; NAME_WORDS] {
-    let base = buf.as_mut_ptr() as *mut u64;
-    let mut i = 0;
-    while i < NAME_WORDS {
-        // SAFETY: `i < NAME_WORDS`, inside the buffer.
-        unsafe { core::ptr::write_volatile(base.add(i), 0) };
         i += 1;
     }
-    // SAFETY: every word was written above.
-    unsafe { buf.assume_init_mut() }
+    Ok(Found { rec, name_sum })
 }
