@@ -173,7 +173,7 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
         let prog = if mode == Mode::Userspace {
             None
         } else {
-            Some(attached_prog(&topo)?)
+            Some(attached_prog(agent_proc.id())?)
         };
         for load in [Load::Max, Load::Fixed(args.rate)] {
             rows.push(measure(&topo, args, mode, load, &queries, prog)?);
@@ -245,12 +245,16 @@ fn measure(
             idle_busy * 100.0
         );
     }
+    if prog.is_some() {
+        // Another process may have switched the statistics off since we turned them on.
+        BpfStats::ensure()?;
+    }
     let prog_before = prog.map(prog_stats).transpose()?;
-    let cpu_before = busy_jiffies()?;
+    let cpu_before = CpuSample::now()?;
     let out = topo
         .exec_in_pod("dnsperf", &dp)
         .context("running dnsperf")?;
-    let cpu_after = busy_jiffies()?;
+    let cpu_after = CpuSample::now()?;
     let prog_after = prog.map(prog_stats).transpose()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
@@ -267,16 +271,27 @@ fn measure(
     if perf.completed == 0 {
         bail!("dnsperf got no answers in mode {mode}:\n{stdout}");
     }
-    let cpu_ms = (cpu_after - cpu_before) as f64 * 1000.0 / clock_ticks() as f64;
+    let (cpu_ms, ticked_ms) = cpu_after.busy_ms_since(&cpu_before);
     eprintln!(
-        "    {mode}, {}: {:.0} answers/s, {} answers, machine busy {:.2} CPU-s",
+        "    {mode}, {}: {:.0} answers/s, {} answers, machine busy {:.2} CPU-s ({:.2} by tick sampling)",
         load_label(load),
         perf.qps,
         perf.completed,
-        cpu_ms / 1000.0
+        cpu_ms / 1000.0,
+        ticked_ms / 1000.0
     );
     let kernel_ns_per_packet = match (prog_before, prog_after) {
-        (Some((t0, c0)), Some((t1, c1))) if c1 > c0 => Some((t1 - t0) as f64 / (c1 - c0) as f64),
+        (Some((t0, c0)), Some((t1, c1))) if c1 > c0 => {
+            if (c1 - c0) < perf.sent {
+                eprintln!(
+                    "    warning: the program ran {} times for {} queries sent: kernel.bpf_stats_enabled \
+                     was off for part of the run (another process?)",
+                    c1 - c0,
+                    perf.sent
+                );
+            }
+            Some((t1 - t0) as f64 / (c1 - c0) as f64)
+        }
         _ => None,
     };
     let kernel_share = match kernel_before {
@@ -366,7 +381,16 @@ fn start_agent(
             .status
             .success();
         if out.status.success() && metrics_up {
-            return Ok(proc);
+            if mode != Mode::Kernel {
+                return Ok(proc);
+            }
+            // The userspace server may answer before the kernel map is filled: wait until a
+            // probe is counted as a kernel answer.
+            let before = kernel_responses(topo)?;
+            topo.exec_in_pod("dig", &["+tries=1", "+time=1", &server, probe, "A"])?;
+            if kernel_responses(topo)? > before {
+                return Ok(proc);
+            }
         }
         if Instant::now() > deadline {
             drop(proc);
@@ -379,46 +403,62 @@ fn start_agent(
     }
 }
 
-/// Id of the program attached to the node-side veth (XDP or TC), from `bpftool net show`.
-fn attached_prog(topo: &Topology) -> Result<u32> {
-    let out = topo.exec_in_node("bpftool", &["net", "show", "dev", topo.node_if()])?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ids: Vec<u32> = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "id" || w[0] == "prog_id")
-        .filter_map(|w| w[1].parse().ok())
-        .collect();
-    match ids.as_slice() {
-        [id] => Ok(*id),
-        [] => bail!(
-            "no program attached to {} in {}:\n{text}",
-            topo.node_if(),
-            topo.node_ns()
-        ),
-        _ => bail!(
-            "several programs attached to {}, cannot tell which to measure:\n{text}",
-            topo.node_if()
-        ),
+/// Id of the program the agent (process `pid`) attached: the program of its one BPF link
+/// (TCX or XDP), read from /proc/<pid>/fdinfo. `bpftool net show` of this bpftool does not list
+/// TCX links, and this keeps other agents on the machine out of the figures.
+fn attached_prog(pid: u32) -> Result<u32> {
+    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
+    let mut links = Vec::new();
+    for entry in
+        std::fs::read_dir(&fd_dir).with_context(|| format!("reading {}", fd_dir.display()))?
+    {
+        let entry = entry?;
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.to_string_lossy() != "anon_inode:bpf_link" {
+            continue;
+        }
+        let info_path = format!("/proc/{pid}/fdinfo/{}", entry.file_name().to_string_lossy());
+        let info =
+            std::fs::read_to_string(&info_path).with_context(|| format!("reading {info_path}"))?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        if let Some(id) = field("prog_id:").and_then(|v| v.parse::<u32>().ok()) {
+            links.push((id, field("link_type:").unwrap_or_default()));
+        }
+    }
+    match links.as_slice() {
+        [(id, _)] => Ok(*id),
+        [] => bail!("the agent (pid {pid}) holds no BPF link: is its program attached?"),
+        _ => bail!("the agent (pid {pid}) holds several BPF links, cannot tell which to measure: {links:?}"),
     }
 }
 
-/// `(run_time_ns, run_cnt)` of program `id`.
+/// `(run_time_ns, run_cnt)` of program `id`; bpftool leaves both out while they are zero.
 fn prog_stats(id: u32) -> Result<(u64, u64)> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "id", &id.to_string()])
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| -> Result<u64> {
+    if !out.status.success() || !text.contains("name") {
+        bail!(
+            "`bpftool prog show id {id}` failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let field = |name: &str| -> u64 {
         let words: Vec<&str> = text.split_whitespace().collect();
         words
             .windows(2)
             .find(|w| w[0] == name)
             .and_then(|w| w[1].parse().ok())
-            .with_context(|| format!("`bpftool prog show id {id}` reports no {name}: {text}"))
+            .unwrap_or(0)
     };
-    Ok((field("run_time_ns")?, field("run_cnt")?))
+    Ok((field("run_time_ns"), field("run_cnt")))
 }
 
 /// `dns_agent_kernel_responses_total` from the agent's metrics.
@@ -432,28 +472,59 @@ fn kernel_responses(topo: &Topology) -> Result<u64> {
         .context("the metrics have no dns_agent_kernel_responses_total")
 }
 
-/// Busy jiffies of the whole machine: every `cpu` column of /proc/stat but idle and iowait.
-fn busy_jiffies() -> Result<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let line = stat.lines().next().context("/proc/stat is empty")?;
-    let cols: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|c| c.parse().ok())
-        .collect();
-    if cols.len() < 8 {
-        bail!("unexpected /proc/stat line: {line}");
+/// A reading of the machine's CPU time.
+///
+/// Busy time is measured as wall time × CPUs − idle time: with `NO_HZ_IDLE` the kernel measures
+/// idle periods exactly, whereas the user/system columns of /proc/stat are sampled at each tick,
+/// which misses work that a timer wakes up and that finishes before the next tick (a
+/// rate-limited dnsperf does exactly that).
+#[derive(Clone, Copy, Debug)]
+struct CpuSample {
+    at: Instant,
+    /// idle + iowait, in USER_HZ ticks (from the exact idle clocks).
+    idle: u64,
+    /// user + nice + system + irq + softirq + steal, tick-sampled (for comparison).
+    ticked_busy: u64,
+}
+
+impl CpuSample {
+    fn now() -> Result<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+        let at = Instant::now();
+        let line = stat.lines().next().context("/proc/stat is empty")?;
+        let cols: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        if cols.len() < 8 {
+            bail!("unexpected /proc/stat line: {line}");
+        }
+        // user nice system idle iowait irq softirq steal (guest time is already inside user).
+        Ok(CpuSample {
+            at,
+            idle: cols[3] + cols[4],
+            ticked_busy: cols[0] + cols[1] + cols[2] + cols[5] + cols[6] + cols[7],
+        })
     }
-    // user nice system idle iowait irq softirq steal (guest time is already inside user).
-    Ok(cols[0] + cols[1] + cols[2] + cols[5] + cols[6] + cols[7])
+
+    /// Busy CPU milliseconds of the whole machine since `earlier`: (exact, tick-sampled).
+    fn busy_ms_since(&self, earlier: &CpuSample) -> (f64, f64) {
+        let tick_ms = 1000.0 / clock_ticks() as f64;
+        let wall_ms = self.at.duration_since(earlier.at).as_secs_f64() * 1000.0;
+        let idle_ms = self.idle.saturating_sub(earlier.idle) as f64 * tick_ms;
+        let exact = (wall_ms * cpus() as f64 - idle_ms).max(0.0);
+        let ticked = self.ticked_busy.saturating_sub(earlier.ticked_busy) as f64 * tick_ms;
+        (exact, ticked)
+    }
 }
 
 /// Share of all CPUs busy over one second (with the agent idle): the noise floor of the CPU figures.
 fn background_load() -> Result<f64> {
-    let before = busy_jiffies()?;
+    let before = CpuSample::now()?;
     thread::sleep(Duration::from_secs(1));
-    let after = busy_jiffies()?;
-    Ok((after - before) as f64 / (clock_ticks() as f64 * cpus() as f64))
+    let (busy_ms, _) = CpuSample::now()?.busy_ms_since(&before);
+    Ok(busy_ms / (1000.0 * cpus() as f64))
 }
 
 /// Jiffies per second (`getconf CLK_TCK`, 100 on Linux).
@@ -474,6 +545,10 @@ struct BpfStats {
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 impl BpfStats {
+    fn ensure() -> Result<()> {
+        std::fs::write(BPF_STATS, "1").with_context(|| format!("enabling {BPF_STATS}"))
+    }
+
     fn enable() -> Result<BpfStats> {
         let previous =
             std::fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
@@ -553,8 +628,9 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
         s,
         "dnsperf 2.10 in the pod namespace, {} s per run, `-c {} -T {} -q {} -t 1` (fixed rate adds `-Q {}`), \
          cycling over {} A names of the sample snapshot; the agent in the node namespace, attached to the \
-         node-side veth. CPU is the whole machine's busy time from /proc/stat (dnsperf included) over \
-         answered queries; in-kernel time is the attached program's `run_time_ns / run_cnt` with \
+         node-side veth. CPU is the whole machine's busy time during the run (wall time × CPUs − idle \
+         time from /proc/stat, whose idle clocks are exact, unlike its tick-sampled busy columns), \
+         dnsperf included, over answered queries; in-kernel time is the attached program's `run_time_ns / run_cnt` with \
          `kernel.bpf_stats_enabled=1` (every packet the program saw). The reflect baseline sends each query \
          back unchanged (QR=0); dnsperf matches replies by ID only, so it counts those as answers.",
         args.duration,
