@@ -76,12 +76,22 @@ impl Agent {
     /// Starts the agent on `topo`'s node side with the sample snapshot and `extra` flags, and
     /// waits until it answers from the pod (and, with the kernel path, until the kernel does).
     fn start(topo: &Topology, extra: &[&str], probe: (&str, Ipv4Addr)) -> Agent {
+        Agent::start_with(topo, &sample_path(), extra, probe)
+    }
+
+    /// [`Agent::start`] with another snapshot file.
+    fn start_with(
+        topo: &Topology,
+        snapshot: &Path,
+        extra: &[&str],
+        probe: (&str, Ipv4Addr),
+    ) -> Agent {
         let log = std::env::temp_dir().join(format!(
             "dns-agent-e2e-{}-{}.log",
             topo.node_ns(),
             std::process::id()
         ));
-        let args = agent_args(topo, extra);
+        let args = agent_args(topo, snapshot, extra);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = topo
             .command(topo.node_ns(), path_str(&agent_bin()), &refs)
@@ -175,12 +185,11 @@ impl Agent {
     }
 }
 
-fn agent_args(topo: &Topology, extra: &[&str]) -> Vec<String> {
-    let sample = sample_path();
+fn agent_args(topo: &Topology, snapshot: &Path, extra: &[&str]) -> Vec<String> {
     let service = topo.service_ip().to_string();
     let mut args: Vec<String> = [
         "--snapshot",
-        path_str(&sample),
+        path_str(snapshot),
         "--attach",
         topo.node_if(),
         "--service-ip",
@@ -421,7 +430,7 @@ impl Query {
             Tool::Kdig => self
                 .opts
                 .iter()
-                .any(|o| *o == "+edns" || *o == "+dnssec" || o.starts_with("+bufsize")),
+                .any(|o| o.starts_with("+edns") || *o == "+dnssec" || o.starts_with("+bufsize")),
         }
     }
 
@@ -700,7 +709,10 @@ fn check_reply(q: &Query, r: &Reply) {
                 "REFUSED" => assert!(!has("aa"), "{what}: AA outside the zone:\n{}", r.text),
                 _ => assert!(has("aa"), "{what}: no AA inside the zone:\n{}", r.text),
             }
-            if (*status == "NXDOMAIN" || *answers == 0) && *status != "REFUSED" && !*tc {
+            if (*status == "NXDOMAIN" || *answers == 0)
+                && !matches!(*status, "REFUSED" | "BADVERS")
+                && !*tc
+            {
                 assert!(
                     r.authority.len() == 1
                         && r.authority[0].get(3).map(String::as_str) == Some("SOA"),
@@ -789,6 +801,24 @@ fn queries(records: &ARecords) -> Vec<Query> {
             qs.push(Query::new(Kdig, name, "A", opts, k()));
         }
         qs.push(Query::new(Kdig, &mixed, "A", &["+edns"], k()));
+        // EDNS version 1: passed by the kernel, BADVERS from userspace (dig must not retry).
+        for (tool, opts) in [
+            (Dig, &["+edns=1", "+noednsnegotiation"][..]),
+            (Kdig, &["+edns=1"]),
+        ] {
+            qs.push(Query::new(
+                tool,
+                name,
+                "A",
+                opts,
+                Expect::Passed {
+                    reason: "edns",
+                    status: "BADVERS",
+                    answers: 0,
+                    tc: false,
+                },
+            ));
+        }
         // Other types of an existing name: NODATA from userspace.
         for (tool, qtype) in [(Dig, "AAAA"), (Dig, "TXT"), (Kdig, "AAAA"), (Dig, "MX")] {
             qs.push(Query::new(
@@ -1003,6 +1033,21 @@ fn kernel_and_userspace_answer_identically() {
         passed,
         "userspace responses: want exactly the {passed} passed queries"
     );
+    // Over TCP (always userspace) the same questions get the kernel's UDP answers.
+    for (q, kernel) in qs.iter().zip(&kernel_replies) {
+        if q.tool != Tool::Dig || !q.opts.is_empty() || !matches!(q.expect, Expect::Kernel(_)) {
+            continue;
+        }
+        let mut tcp = q.clone();
+        tcp.opts.push("+tcp");
+        let r = tcp.run(&topo);
+        assert_eq!(
+            r.normalized(),
+            kernel.normalized(),
+            "{}: the TCP answer differs from the kernel's UDP answer",
+            tcp.describe()
+        );
+    }
     agent.stop();
     assert_detached(&topo, "after SIGTERM");
     assert_nothing_answers(&topo, "after SIGTERM");
@@ -1200,5 +1245,110 @@ fn bad_input_fails_cleanly() {
             "{what}: a process is left in the node namespace"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP reloads the snapshot: the kernel map follows by diff (changed, removed and added names)
+/// without restarting the agent or detaching the program.
+#[test]
+fn sighup_reload_updates_the_kernel_map() {
+    let sample = std::fs::read_to_string(sample_path()).expect("reading the sample");
+    // web gets a new address, api is renamed to api2 (one name removed, one added).
+    let changed = sample.replace("10.96.10.20", "10.96.10.21").replace(
+        "    name: api\n    namespace: demo",
+        "    name: api2\n    namespace: demo",
+    );
+    assert_ne!(
+        changed, sample,
+        "the sample changed shape: update this test's edits"
+    );
+    let old = expected::a_records(&sample, "cluster.local").expect("old records");
+    let new = expected::a_records(&changed, "cluster.local").expect("new records");
+    assert!(
+        new.contains_key("api2.demo.svc.cluster.local.")
+            && !new.contains_key("api.demo.svc.cluster.local."),
+        "the rename did not take: {new:?}"
+    );
+    let dir = std::env::temp_dir().join(format!("dns-agent-e2e-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let snapshot = dir.join("snapshot.yaml");
+    std::fs::write(&snapshot, &sample).expect("write snapshot");
+
+    let topo = Topology::create("e2e-reload").expect("create topology");
+    let web = "web.default.svc.cluster.local.";
+    let agent = Agent::start_with(
+        &topo,
+        &snapshot,
+        &[],
+        (web, "10.96.10.20".parse().expect("address")),
+    );
+    std::fs::write(&snapshot, &changed).expect("rewrite snapshot");
+    let hup = Command::new("kill")
+        .args(["-HUP", &agent.proc.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success(), "kill -HUP failed");
+    let server = format!("@{}", topo.service_ip());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = topo
+            .exec_in_pod("dig", &["+tries=1", "+time=1", "+short", &server, web, "A"])
+            .expect("dig");
+        if String::from_utf8_lossy(&out.stdout).trim() == "10.96.10.21" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "web still not 10.96.10.21 10 s after SIGHUP:\n{}",
+            agent.log()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        attached_programs(&topo).len(),
+        1,
+        "the program must stay attached across a reload"
+    );
+
+    let before = Metrics::scrape(&topo);
+    let mut kernel_sent = 0;
+    let mut missed = 0;
+    for name in old.keys().chain(new.keys()) {
+        let expect = match new.get(name) {
+            Some(addrs) if kernel_answerable(name, addrs.len()) => {
+                kernel_sent += 1;
+                Expect::Kernel(addrs.clone())
+            }
+            Some(_) => continue,
+            None => {
+                missed += 1;
+                Expect::Passed {
+                    reason: "miss",
+                    status: "NXDOMAIN",
+                    answers: 0,
+                    tc: false,
+                }
+            }
+        };
+        let q = Query::new(Tool::Dig, name, "A", &["+noedns"], expect);
+        check_reply(&q, &q.run(&topo));
+    }
+    let after = Metrics::scrape(&topo);
+    assert!(
+        missed >= 1 && kernel_sent >= 3,
+        "nothing to check: {missed} removed, {kernel_sent} kept"
+    );
+    assert_eq!(
+        after.get("dns_agent_kernel_responses_total")
+            - before.get("dns_agent_kernel_responses_total"),
+        kernel_sent,
+        "after the reload the kernel answers every current name"
+    );
+    assert_eq!(
+        after.passed("miss") - before.passed("miss"),
+        missed,
+        "removed names are kernel misses"
+    );
+    agent.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
