@@ -62,10 +62,12 @@ pub fn reflect_tc(ctx: TcContext) -> i32 {
 /// The shared fast path: parse, look up, rewrite. `Err` carries the `stats` reason to pass.
 #[inline(always)]
 fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
-    p.linearize()?;
     let l3 = eth::parse(p)?;
     let ip = ip::parse(p, l3)?;
     let udp = udp::parse(p, &ip)?;
+    // Only now, for a query to us: pulling every packet of a pod's traffic into the head
+    // (a TCP GSO packet is 64 KiB) would cost far more than it saves.
+    p.linearize()?;
     let q = dns::parse(p, &udp)?;
     let found = dns::lookup(p, &q)?;
     answer::reply(p, &ip, &udp, &q, &found)
@@ -74,10 +76,10 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
 /// Swaps addresses and ports of a datagram for a service address, nothing else.
 #[inline(always)]
 fn try_reflect<P: Packet>(p: &mut P) -> Result<(), u32> {
-    p.linearize()?;
     let l3 = eth::parse(p)?;
     let ip = ip::parse(p, l3)?;
     let udp = udp::parse(p, &ip)?;
+    p.linearize()?;
     eth::swap_macs(p)?;
     ip::swap_addrs(p, &ip)?;
     udp::swap_ports(p, &udp)?;

@@ -28,6 +28,8 @@ pub trait Packet {
     /// Length of the whole packet in bytes.
     fn len(&self) -> usize;
     /// Makes the whole packet directly readable (TC: pulls non-linear data into the head).
+    /// Called once a packet is known to be a datagram for a service address; until then only
+    /// the linear head is read (headers outside it count as malformed and pass).
     fn linearize(&mut self) -> Result<(), u32>;
     /// Copies `len` (1..=256) packet bytes at `offset` into `dst`.
     fn load_bytes(&self, offset: usize, dst: *mut u8, len: u32) -> Result<(), u32>;
