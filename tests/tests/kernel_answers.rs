@@ -28,31 +28,42 @@ const TC_ACT_REDIRECT: u32 = 7;
 
 const WEB: &str = "web.default.svc.cluster.local.";
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Prog {
     Xdp,
     Tc,
+    ReflectXdp,
+    ReflectTc,
 }
 
+/// The answering programs, which every case runs through.
 const PROGS: [Prog; 2] = [Prog::Xdp, Prog::Tc];
+const ALL: [Prog; 4] = [Prog::Xdp, Prog::Tc, Prog::ReflectXdp, Prog::ReflectTc];
 
 impl Prog {
     fn name(self) -> &'static str {
         match self {
             Prog::Xdp => "dns_xdp",
             Prog::Tc => "dns_tc",
+            Prog::ReflectXdp => "reflect_xdp",
+            Prog::ReflectTc => "reflect_tc",
         }
     }
+    fn is_xdp(self) -> bool {
+        matches!(self, Prog::Xdp | Prog::ReflectXdp)
+    }
     fn answered(self) -> u32 {
-        match self {
-            Prog::Xdp => XDP_TX,
-            Prog::Tc => TC_ACT_REDIRECT,
+        if self.is_xdp() {
+            XDP_TX
+        } else {
+            TC_ACT_REDIRECT
         }
     }
     fn passed(self) -> u32 {
-        match self {
-            Prog::Xdp => XDP_PASS,
-            Prog::Tc => TC_ACT_OK,
+        if self.is_xdp() {
+            XDP_PASS
+        } else {
+            TC_ACT_OK
         }
     }
 }
@@ -94,11 +105,12 @@ impl Kernel {
             "dns-agent was built without the eBPF object: run `cargo xtask setup`"
         );
         let mut ebpf = Ebpf::load(EBPF_OBJECT).expect("load the eBPF object (root needed)");
-        for prog in PROGS {
+        for prog in ALL {
             let p = ebpf.program_mut(prog.name()).expect("program in object");
-            match prog {
-                Prog::Xdp => <&mut Xdp>::try_from(p).expect("xdp").load(),
-                Prog::Tc => <&mut SchedClassifier>::try_from(p).expect("tc").load(),
+            if prog.is_xdp() {
+                <&mut Xdp>::try_from(p).expect("xdp").load()
+            } else {
+                <&mut SchedClassifier>::try_from(p).expect("tc").load()
             }
             .unwrap_or_else(|e| panic!("verifier refused {}: {e}", prog.name()));
         }
@@ -137,21 +149,26 @@ impl Kernel {
 
     fn run(&mut self, prog: Prog, packet: &[u8]) -> TestRun {
         let p = self.ebpf.program(prog.name()).expect("program");
-        let fd = match prog {
-            Prog::Xdp => <&Xdp>::try_from(p).expect("xdp").fd().expect("loaded"),
-            Prog::Tc => <&SchedClassifier>::try_from(p)
+        let fd = if prog.is_xdp() {
+            <&Xdp>::try_from(p).expect("xdp").fd().expect("loaded")
+        } else {
+            <&SchedClassifier>::try_from(p)
                 .expect("tc")
                 .fd()
-                .expect("loaded"),
+                .expect("loaded")
         };
         test_run(fd.as_fd(), packet, 1)
             .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of {}: {e}", prog.name()))
     }
 
-    /// Runs `packet` through both programs and checks the verdict, the bytes and that only the
-    /// `reason` counter moved (by one per run).
+    /// Runs `packet` through both answering programs and checks the verdict, the bytes and
+    /// that only the `reason` counter moved (by one per run).
     fn expect(&mut self, case: &str, packet: &[u8], reason: u32, want: &[u8]) {
-        for prog in PROGS {
+        self.expect_from(&PROGS, case, packet, reason, want);
+    }
+
+    fn expect_from(&mut self, progs: &[Prog], case: &str, packet: &[u8], reason: u32, want: &[u8]) {
+        for &prog in progs {
             let before = self.stats();
             let got = self.run(prog, packet);
             let after = self.stats();
@@ -611,4 +628,40 @@ fn reference_checksums_verify() {
     pseudo.extend_from_slice(&[0, 17]);
     pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
     assert_eq!(checksum(&[&pseudo, udp]), 0, "UDP");
+}
+
+#[test]
+fn reflect_swaps_addresses_and_ports_only() {
+    let mut k = Kernel::new();
+    let reflect = [Prog::ReflectXdp, Prog::ReflectTc];
+    for (case, csum, vlans) in [
+        ("plain", UdpCsum::Correct, vec![]),
+        ("partial checksum, VLAN", UdpCsum::Partial, vec![7]),
+    ] {
+        let mut f = Frame::query(Query::a(WEB).bytes());
+        f.vlans = vlans;
+        if let L4::Udp { csum: c, .. } = &mut f.l4 {
+            *c = csum;
+        }
+        let mut back = f.clone();
+        back.src_mac = f.dst_mac;
+        back.dst_mac = f.src_mac;
+        back.src_ip = f.dst_ip;
+        back.dst_ip = f.src_ip;
+        if let L4::Udp { sport, dport, .. } = &mut back.l4 {
+            std::mem::swap(sport, dport);
+        }
+        // Both checksums cover the swapped fields symmetrically: same bytes everywhere else.
+        k.expect_from(&reflect, case, &f.bytes(), stats::ANSWERED, &back.bytes());
+    }
+    let mut f = Frame::query(Query::a(WEB).bytes());
+    f.dst_ip = [10, 96, 0, 11];
+    let packet = f.bytes();
+    k.expect_from(
+        &reflect,
+        "not a service address",
+        &packet,
+        stats::NOT_SERVICE,
+        &packet,
+    );
 }
