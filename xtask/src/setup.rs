@@ -56,8 +56,9 @@ fn apt() -> Result<()> {
         return Ok(());
     }
     eprintln!("missing: {}", missing.join(" "));
-    sh::run(sh::cmd("apt-get", ["update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    let mut install = sh::cmd("apt-get", ["install", "-y"]);
+    sh::run(sh::cmd("apt-get", ["-q", "update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    // -q and no pty for dpkg: no progress bars in CI logs.
+    let mut install = sh::cmd("apt-get", ["-q", "-o", "Dpkg::Use-Pty=0", "install", "-y"]);
     install
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");

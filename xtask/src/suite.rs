@@ -1,9 +1,11 @@
 //! `cargo xtask test`: set-up, builds, every test of the workspace, and the manifest check.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{manifests, setup, sh};
 
@@ -25,6 +27,7 @@ pub fn run(root: &Path) -> Result<()> {
         bail!("{} was not built", bin.display());
     }
 
+    let totals = std::cell::Cell::new(Counts::default());
     let mut results: Vec<(&str, f64, Result<()>)> = Vec::new();
     let mut step = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
         sh::step(name);
@@ -45,7 +48,9 @@ pub fn run(root: &Path) -> Result<()> {
         if let Some(t) = threads {
             cmd.args(["--", "--test-threads", t]);
         }
-        sh::run(&mut cmd)
+        let counts = run_counting(&mut cmd)?;
+        totals.set(totals.get().add(counts));
+        Ok(())
     };
     step(
         "unit and integration tests (every crate but the end-to-end one)",
@@ -66,8 +71,114 @@ pub fn run(root: &Path) -> Result<()> {
         eprintln!("  {verdict:<6} {secs:>7.1}s  {name}");
         failed += usize::from(r.is_err());
     }
+    // The plain closing line CI reads: every test cargo ran, summed over the crates.
+    let t = totals.get();
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        t.passed, t.failed, t.ignored
+    );
     if failed > 0 {
         bail!("{failed} of {} test steps failed", results.len());
     }
     Ok(())
+}
+
+/// Test counts of `cargo test` runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Counts {
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            passed: self.passed + o.passed,
+            failed: self.failed + o.failed,
+            ignored: self.ignored + o.ignored,
+        }
+    }
+
+    /// Counts of one libtest summary line (`test result: ok. 3 passed; 0 failed; 1 ignored; …`).
+    fn parse(line: &str) -> Option<Counts> {
+        let rest = line.strip_prefix("test result: ")?;
+        let mut c = Counts::default();
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => c.passed = n,
+                "failed" => c.failed = n,
+                "ignored" => c.ignored = n,
+                _ => {}
+            }
+        }
+        Some(c)
+    }
+}
+
+/// Runs `cmd` like [`sh::run`], passing its stdout through while adding up libtest's summary
+/// lines. A failing run fails even when some of its counts were read.
+fn run_counting(cmd: &mut Command) -> Result<Counts> {
+    let shown = sh::line(cmd);
+    eprintln!("$ {shown}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    let mut counts = Counts::default();
+    if let Some(out) = child.stdout.take() {
+        let stdout = std::io::stdout();
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading the test output")?;
+            if let Some(c) = Counts::parse(&line) {
+                counts = counts.add(c);
+            }
+            let mut lock = stdout.lock();
+            let _ = writeln!(lock, "{line}");
+            let _ = lock.flush();
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn libtest_summary_lines() {
+        let c = Counts::parse(
+            "test result: ok. 28 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.24s",
+        );
+        assert_eq!(
+            c,
+            Some(Counts {
+                passed: 28,
+                failed: 0,
+                ignored: 2
+            })
+        );
+        let c = Counts::parse("test result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 3.03s");
+        assert_eq!(
+            c,
+            Some(Counts {
+                passed: 3,
+                failed: 1,
+                ignored: 0
+            })
+        );
+        assert_eq!(Counts::parse("running 5 tests"), None);
+        assert_eq!(Counts::parse("test foo ... ok"), None);
+    }
 }
