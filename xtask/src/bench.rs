@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// Queries dnsperf keeps outstanding (-q) in the highest-rate runs.
     #[arg(long, default_value_t = 400)]
     pub outstanding: u32,
+    /// Runs per mode and load; the table shows the median of each figure.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
     /// Modes to measure, in order.
     #[arg(long, value_delimiter = ',', default_values_t = [Mode::Kernel, Mode::Reflect, Mode::Userspace])]
     pub modes: Vec<Mode>,
@@ -176,7 +179,11 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
             Some(attached_prog(agent_proc.id())?)
         };
         for load in [Load::Max, Load::Fixed(args.rate)] {
-            rows.push(measure(&topo, args, mode, load, &queries, prog)?);
+            let mut runs = Vec::new();
+            for _ in 0..args.repeat.max(1) {
+                runs.push(measure(&topo, args, mode, load, &queries, prog)?);
+            }
+            rows.push(median_row(runs));
         }
         let out = agent_proc
             .stop(Duration::from_secs(5))
@@ -194,6 +201,44 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&workdir);
     println!("{}", table(args, &names, &rows));
     Ok(())
+}
+
+/// Combines repeated runs: the median of each figure (the largest background load).
+fn median_row(mut runs: Vec<Row>) -> Row {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    fn median_opt(v: Vec<Option<f64>>) -> Option<f64> {
+        let some: Vec<f64> = v.into_iter().flatten().collect();
+        (!some.is_empty()).then(|| median(some))
+    }
+    let qps = median(runs.iter().map(|r| r.perf.qps).collect());
+    let lost_pct = median(runs.iter().map(|r| r.perf.lost_pct).collect());
+    let avg_latency_s = median(runs.iter().map(|r| r.perf.avg_latency_s).collect());
+    let cpu_ms_per_1k = median(runs.iter().map(|r| r.cpu_ms_per_1k).collect());
+    let kernel_ns_per_packet = median_opt(runs.iter().map(|r| r.kernel_ns_per_packet).collect());
+    let kernel_share = median_opt(runs.iter().map(|r| r.kernel_share).collect());
+    let idle_busy = runs.iter().map(|r| r.idle_busy).fold(0.0, f64::max);
+    let (sent, completed) = runs
+        .iter()
+        .fold((0, 0), |(s, c), r| (s + r.perf.sent, c + r.perf.completed));
+    let first = runs.remove(0);
+    Row {
+        mode: first.mode,
+        load: first.load,
+        perf: Dnsperf {
+            sent,
+            completed,
+            lost_pct,
+            qps,
+            avg_latency_s,
+        },
+        cpu_ms_per_1k,
+        kernel_ns_per_packet,
+        kernel_share,
+        idle_busy,
+    }
 }
 
 /// Runs dnsperf once and takes the CPU and in-kernel figures around it.
@@ -238,7 +283,7 @@ fn measure(
     } else {
         None
     };
-    let idle_busy = background_load()?;
+    let idle_busy = wait_quiet()?;
     if idle_busy > 0.05 {
         eprintln!(
             "    warning: the machine was {:.0} % busy before this run; its CPU figures include that work",
@@ -519,6 +564,19 @@ impl CpuSample {
     }
 }
 
+/// Waits (up to 30 s) for the machine to be less than 10 % busy with other work; returns the
+/// last background load seen.
+fn wait_quiet() -> Result<f64> {
+    let mut load = background_load()?;
+    for _ in 0..30 {
+        if load < 0.10 {
+            break;
+        }
+        load = background_load()?;
+    }
+    Ok(load)
+}
+
 /// Share of all CPUs busy over one second (with the agent idle): the noise floor of the CPU figures.
 fn background_load() -> Result<f64> {
     let before = CpuSample::now()?;
@@ -603,36 +661,49 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| Path | Offered load | Answers/s | Lost | Avg latency | CPU ms / 1,000 answers | In-kernel ns / packet |"
+        "| Path | Offered load | Answers/s | Lost | Avg latency | CPU ms / 1,000 answers | over reflect | In-kernel ns / packet |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let load = load_label(r.load);
         let ns = r
             .kernel_ns_per_packet
             .map_or("—".to_string(), |v| format!("{v:.0}"));
+        let reflect = rows
+            .iter()
+            .find(|b| b.mode == Mode::Reflect && load_label(b.load) == load);
+        let over = match reflect {
+            Some(b) if r.mode != Mode::Reflect => {
+                format!("{:+.1}", r.cpu_ms_per_1k - b.cpu_ms_per_1k)
+            }
+            _ => "—".to_string(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.2} % | {:.0} µs | {:.1} | {} |",
+            "| {} | {} | {:.0} | {:.2} % | {:.0} µs | {:.1} | {} | {} |",
             r.mode.label(),
             load,
             r.perf.qps,
             r.perf.lost_pct,
             r.perf.avg_latency_s * 1e6,
             r.cpu_ms_per_1k,
+            over,
             ns
         );
     }
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "dnsperf 2.10 in the pod namespace, {} s per run, `-c {} -T {} -q {} -t 1` (fixed rate adds `-Q {}`), \
+        "Median of {} runs per line. dnsperf 2.10 in the pod namespace, {} s per run, `-c {} -T {} -q {} -t 1` (fixed rate adds `-Q {}`), \
          cycling over {} A names of the sample snapshot; the agent in the node namespace, attached to the \
          node-side veth. CPU is the whole machine's busy time during the run (wall time × CPUs − idle \
          time from /proc/stat, whose idle clocks are exact, unlike its tick-sampled busy columns), \
          dnsperf included, over answered queries; in-kernel time is the attached program's `run_time_ns / run_cnt` with \
          `kernel.bpf_stats_enabled=1` (every packet the program saw). The reflect baseline sends each query \
-         back unchanged (QR=0); dnsperf matches replies by ID only, so it counts those as answers.",
+         back unchanged (QR=0); dnsperf matches replies by ID only, so it counts those as answers. \
+         \"over reflect\" is the CPU beyond that baseline at the same load: what answering costs, \
+         with the client's and the veth's share taken out.",
+        args.repeat.max(1),
         args.duration,
         args.clients,
         args.threads,
