@@ -40,7 +40,7 @@ pub struct BenchArgs {
     /// dnsperf threads (-T).
     #[arg(long, default_value_t = 2)]
     pub threads: u32,
-    /// Queries dnsperf keeps outstanding (-q) in the highest-rate runs.
+    /// Queries dnsperf keeps outstanding at most (-q).
     #[arg(long, default_value_t = 400)]
     pub outstanding: u32,
     /// Runs per mode and load; the table shows the median of each figure.
