@@ -160,8 +160,8 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     if names.is_empty() {
         bail!("{} holds no A names to query", snapshot.display());
     }
-    let workdir = std::env::temp_dir().join(format!("dns-agent-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+    let workdir = WorkDir::create()?;
+    let workdir = workdir.path();
     let queries = workdir.join("queries.txt");
     let body: String = names.iter().map(|n| format!("{n} A\n")).collect();
     std::fs::write(&queries, body).with_context(|| format!("writing {}", queries.display()))?;
@@ -198,7 +198,6 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
         }
     }
     drop(topo);
-    let _ = std::fs::remove_dir_all(&workdir);
     println!("{}", table(args, &names, &rows));
     Ok(())
 }
@@ -593,6 +592,27 @@ fn clock_ticks() -> u64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100)
+}
+
+/// A scratch directory (query file, agent logs) removed when dropped, errors included.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create() -> Result<WorkDir> {
+        let dir = std::env::temp_dir().join(format!("dns-agent-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(WorkDir(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Turns `kernel.bpf_stats_enabled` on and restores the previous value when dropped.
