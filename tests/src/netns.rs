@@ -72,6 +72,15 @@ impl Topology {
         Ok(topo)
     }
 
+    /// [`Topology::create`] with prefix `<base>-<pid of this process>`, so that several
+    /// processes (test runs, benchmarks) can each have one at the same time. Namespaces left by
+    /// earlier processes with the same base that are gone (killed before their guard ran) are
+    /// removed first.
+    pub fn create_unique(base: &str) -> io::Result<Topology> {
+        remove_dead_owners(base);
+        Topology::create(&format!("{base}-{}", std::process::id()))
+    }
+
     fn build(&self) -> io::Result<()> {
         let (node, pod) = (self.node_ns.as_str(), self.pod_ns.as_str());
         run("ip", &["netns", "add", node])?;
@@ -302,6 +311,35 @@ fn terminate(child: &mut Child, grace: Duration) {
         thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
+}
+
+/// Deletes the namespaces `<base>-<pid>-node|pod` whose process `pid` no longer exists.
+fn remove_dead_owners(base: &str) {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    let head = format!("{base}-");
+    for entry in entries.flatten() {
+        let ns = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = ns.strip_prefix(&head) else {
+            continue;
+        };
+        let Some(pid) = rest
+            .strip_suffix("-node")
+            .or_else(|| rest.strip_suffix("-pod"))
+        else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if PathBuf::from("/proc").join(pid).exists() {
+            continue; // alive (or the pid was reused: leave it alone)
+        }
+        kill_namespace_processes(&ns);
+        let _ = quiet("ip", &["netns", "del", &ns]);
+        let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&ns));
+    }
 }
 
 /// SIGKILLs every process that lives in namespace `ns` (left over by a crashed run).

@@ -924,7 +924,7 @@ fn queries(records: &ARecords) -> Vec<Query> {
 fn topology_pod_reaches_service_ip() {
     let node_ns;
     {
-        let topo = Topology::create("e2e-topo").expect("create topology");
+        let topo = Topology::create_unique("e2e-topo").expect("create topology");
         node_ns = topo.node_ns().to_string();
         // Nothing listens yet: the node's ICMP port-unreachable coming back proves both directions.
         let server = format!("@{}", topo.service_ip());
@@ -982,7 +982,7 @@ fn kernel_and_userspace_answer_identically() {
         "web.default.svc.cluster.local.",
         "10.96.10.20".parse().expect("address"),
     );
-    let topo = Topology::create("e2e-paths").expect("create topology");
+    let topo = Topology::create_unique("e2e-paths").expect("create topology");
 
     // Kernel path.
     let agent = Agent::start(&topo, &[], probe);
@@ -1093,7 +1093,7 @@ fn kernel_and_userspace_answer_identically() {
 /// glibc in the pod resolves through the pod's resolv.conf (search list, ndots:5).
 #[test]
 fn glibc_resolves_service_names() {
-    let topo = Topology::create("e2e-glibc").expect("create topology");
+    let topo = Topology::create_unique("e2e-glibc").expect("create topology");
     let probe = (
         "web.default.svc.cluster.local.",
         "10.96.10.20".parse().expect("address"),
@@ -1144,7 +1144,7 @@ fn glibc_resolves_service_names() {
 /// Bad input: one line naming the problem, a non-zero exit, nothing left attached.
 #[test]
 fn bad_input_fails_cleanly() {
-    let topo = Topology::create("e2e-badin").expect("create topology");
+    let topo = Topology::create_unique("e2e-badin").expect("create topology");
     let dir = std::env::temp_dir().join(format!("dns-agent-e2e-badin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad_yaml = dir.join("bad.yaml");
@@ -1274,7 +1274,7 @@ fn sighup_reload_updates_the_kernel_map() {
     let snapshot = dir.join("snapshot.yaml");
     std::fs::write(&snapshot, &sample).expect("write snapshot");
 
-    let topo = Topology::create("e2e-reload").expect("create topology");
+    let topo = Topology::create_unique("e2e-reload").expect("create topology");
     let web = "web.default.svc.cluster.local.";
     let agent = Agent::start_with(
         &topo,

@@ -167,7 +167,7 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     std::fs::write(&queries, body).with_context(|| format!("writing {}", queries.display()))?;
 
     let _stats = BpfStats::enable()?;
-    let topo = Topology::create("bench").context("creating the bench network namespaces")?;
+    let topo = Topology::create_unique("bench").context("creating the bench network namespaces")?;
     let mut rows = Vec::new();
     for &mode in &args.modes {
         eprintln!("==> bench: {mode}");
