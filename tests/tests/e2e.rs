@@ -1145,6 +1145,12 @@ fn glibc_resolves_service_names() {
 #[test]
 fn bad_input_fails_cleanly() {
     let topo = Topology::create_unique("e2e-badin").expect("create topology");
+    // Every case ends with a probe that expects the node's ICMP port-unreachable; the default
+    // per-peer ICMP rate limit would swallow the later ones.
+    let out = topo
+        .exec_in_node("sysctl", &["-qw", "net.ipv4.icmp_ratelimit=0"])
+        .expect("sysctl");
+    assert!(out.status.success(), "sysctl icmp_ratelimit: {out:?}");
     let dir = std::env::temp_dir().join(format!("dns-agent-e2e-badin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad_yaml = dir.join("bad.yaml");
@@ -1154,6 +1160,14 @@ fn bad_input_fails_cleanly() {
     )
     .expect("write");
     let bad_yaml = path_str(&bad_yaml).to_string();
+    let bad_object = dir.join("bad-object.yaml");
+    std::fs::write(
+        &bad_object,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\n\
+         spec: {clusterIP: 10.96.7.300, ports: [{port: 80}]}\n",
+    )
+    .expect("write");
+    let bad_object = path_str(&bad_object).to_string();
     let sample = path_str(&sample_path()).to_string();
     let node_if = topo.node_if().to_string();
     let service = topo.service_ip().to_string();
@@ -1174,6 +1188,8 @@ fn bad_input_fails_cleanly() {
     };
     let mut two_ifaces = base(&sample, &node_if, &service);
     two_ifaces.extend(["--attach".to_string(), "nosuch0".to_string()]);
+    let mut xdp_on_veth = base(&sample, &node_if, &service);
+    xdp_on_veth.extend(["--attach-mode".to_string(), "xdp".to_string()]);
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
         (
             "missing snapshot",
@@ -1191,6 +1207,12 @@ fn bad_input_fails_cleanly() {
             "nosuch0",
         ),
         ("second interface unknown", two_ifaces, "nosuch0"),
+        (
+            "malformed object in the snapshot",
+            base(&bad_object, &node_if, &service),
+            "Service shop/web",
+        ),
+        ("forced XDP on a veth", xdp_on_veth, &node_if),
         (
             "bad service IP",
             base(&sample, &node_if, "10.96.0.300"),

@@ -109,6 +109,11 @@ pub enum DataplaneError {
         #[source]
         source: ProgramError,
     },
+    #[error(
+        "interface {0} is a veth: with --attach-mode xdp its answers would be lost (XDP_TX on a \
+         veth only reaches a peer that runs an XDP program); use --attach-mode tc or auto"
+    )]
+    XdpOnVeth(String),
     #[error("{count} service addresses given, the kernel path matches at most {max}")]
     TooManyServiceIps { count: usize, max: usize },
 }
@@ -165,6 +170,9 @@ impl Dataplane {
         for name in &cfg.interfaces {
             if iface::index(name).is_none() {
                 return Err(DataplaneError::NoSuchInterface(name.clone()));
+            }
+            if cfg.mode == AttachMode::Xdp && iface::is_veth(name) {
+                return Err(DataplaneError::XdpOnVeth(name.clone()));
             }
         }
         let mut ebpf = Ebpf::load(object).map_err(DataplaneError::Load)?;
@@ -496,5 +504,21 @@ mod tests {
             Dataplane::start(&many),
             Err(DataplaneError::TooManyServiceIps { count: 9, .. })
         ));
+    }
+
+    #[test]
+    fn xdp_on_a_veth_is_refused_before_anything_is_loaded() {
+        private_netns();
+        // `ip` runs in this thread's namespace: children inherit the forking thread's.
+        let out = std::process::Command::new("ip")
+            .args(["link", "add", "xv0", "type", "veth", "peer", "name", "xv1"])
+            .output()
+            .expect("run ip");
+        assert!(out.status.success(), "ip link add: {out:?}");
+        let err = Dataplane::start(&cfg(&["xv0"], AttachMode::Xdp)).expect_err("xdp on veth");
+        assert!(matches!(&err, DataplaneError::XdpOnVeth(i) if i == "xv0"), "{err}");
+        assert!(err.to_string().contains("--attach-mode tc"), "{err}");
+        let dp = Dataplane::start(&cfg(&["xv0"], AttachMode::Auto)).expect("auto on veth");
+        assert_eq!(dp.attachments(), vec![("xv0".to_string(), "tc")]);
     }
 }
