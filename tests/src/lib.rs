@@ -1,4 +1,4 @@
 //! Shared helpers of the privileged end-to-end tests.
-pub mod netns;
 pub mod expected;
+pub mod netns;
 pub mod test_run;

@@ -516,7 +516,10 @@ mod tests {
             .expect("run ip");
         assert!(out.status.success(), "ip link add: {out:?}");
         let err = Dataplane::start(&cfg(&["xv0"], AttachMode::Xdp)).expect_err("xdp on veth");
-        assert!(matches!(&err, DataplaneError::XdpOnVeth(i) if i == "xv0"), "{err}");
+        assert!(
+            matches!(&err, DataplaneError::XdpOnVeth(i) if i == "xv0"),
+            "{err}"
+        );
         assert!(err.to_string().contains("--attach-mode tc"), "{err}");
         let dp = Dataplane::start(&cfg(&["xv0"], AttachMode::Auto)).expect("auto on veth");
         assert_eq!(dp.attachments(), vec![("xv0".to_string(), "tc")]);
