@@ -110,7 +110,7 @@ fn bpf_linker_version() -> Option<String> {
         candidates.push(dir.join("bpf-linker"));
     }
     candidates.iter().find_map(|bin| {
-        let out = sh::probe(&mut std::process::Command::new(bin).arg("--version"))?;
+        let out = sh::probe(std::process::Command::new(bin).arg("--version"))?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -160,7 +160,7 @@ fn kubernetes_validate() -> Result<()> {
     sh::step("kubernetes-validate (PyPI, in a virtualenv)");
     let bin = kubernetes_validate_bin();
     let works = |bin: &Path| {
-        sh::probe(&mut std::process::Command::new(bin).arg("--version"))
+        sh::probe(std::process::Command::new(bin).arg("--version"))
             .is_some_and(|o| o.status.success())
     };
     if works(&bin) {
