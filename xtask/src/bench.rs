@@ -317,10 +317,11 @@ fn measure(
     }
     let (cpu_ms, ticked_ms) = cpu_after.busy_ms_since(&cpu_before);
     eprintln!(
-        "    {mode}, {}: {:.0} answers/s, {} answers, machine busy {:.2} CPU-s ({:.2} by tick sampling)",
+        "    {mode}, {}: {:.0} answers/s, {} answers, avg latency {:.1} µs, machine busy {:.2} CPU-s ({:.2} by tick sampling)",
         load_label(load),
         perf.qps,
         perf.completed,
+        perf.avg_latency_s * 1e6,
         cpu_ms / 1000.0,
         ticked_ms / 1000.0
     );
@@ -338,6 +339,12 @@ fn measure(
         }
         _ => None,
     };
+    if let Some(ns) = kernel_ns_per_packet {
+        eprintln!(
+            "    {mode}, {}: {ns:.0} ns per packet in the kernel",
+            load_label(load)
+        );
+    }
     let kernel_share = match kernel_before {
         Some(before) => Some((kernel_responses(topo)? - before) as f64 / perf.completed as f64),
         None => None,
