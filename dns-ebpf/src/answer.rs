@@ -13,7 +13,7 @@ use crate::{
     eth, ip,
     ip::Ipv4,
     packet::{read, write, Packet},
-    udp::{self, Udp},
+    udp::Udp,
 };
 
 /// Size of one answer: `C0 0C | type | class | TTL | RDLENGTH | address`.
@@ -74,27 +74,23 @@ pub fn reply<P: Packet>(
     p.set_len(ip.off + tot_len)?;
     // Every access below goes through `ptr_at` against the new packet bounds.
 
+    // Nothing below reads back what it wrote (see `ip::reply`): each sum comes from registers.
     eth::swap_macs(p)?;
-    ip::reply(p, ip, tot_len)?;
-    let mut sum = udp::swap_ports(p, udp)?;
+    let addr_sum = ip::reply(p, ip, tot_len)?;
+    let ports: [u16; 2] = read(p, udp.off)?;
     let udp_len_be = (udp_len as u16).to_be();
-    write(p, udp.off + 4, [udp_len_be, 0u16])?;
-    // Pseudo-header: both addresses, protocol 17, UDP length; then the UDP length field itself.
-    let addrs: [u32; 2] = read(p, ip.off + 12)?;
-    sum += addrs[0] as u64 + addrs[1] as u64 + 0x1100 + 2 * udp_len_be as u64;
+    // Ports, the pseudo-header (both addresses, protocol 17, UDP length), then the UDP length
+    // field itself.
+    let mut sum = ports[0] as u64 + ports[1] as u64 + addr_sum + 0x1100 + 2 * udp_len_be as u64;
 
     // Header: ID kept; QR AA, RD copied | CD copied, RCODE 0; QD 1, AN n, NS 0, AR 0/1.
-    write(
-        p,
-        q.dns_off + 2,
-        u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]),
-    )?;
-    write(
-        p,
-        q.dns_off + 6,
-        [(n as u16).to_be(), 0, (q.has_opt as u16).to_be()],
-    )?;
-    let hdr: [u32; 3] = read(p, q.dns_off)?;
+    let flags = u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]);
+    let hdr = [
+        q.id as u32 | (flags as u32) << 16,
+        1u16.to_be() as u32 | ((n as u16).to_be() as u32) << 16,
+        ((q.has_opt as u16).to_be() as u32) << 16,
+    ];
+    write(p, q.dns_off, hdr)?;
     sum += hdr[0] as u64 + hdr[1] as u64 + hdr[2] as u64;
     // The question as sent; it starts at an even offset of the UDP datagram.
     sum += found.name_sum;
@@ -135,5 +131,6 @@ pub fn reply<P: Packet>(
     if csum == 0 {
         csum = 0xffff;
     }
-    write(p, udp.off + 6, csum)
+    // Ports swapped, length, checksum: the whole UDP header in one store.
+    write(p, udp.off, [ports[1], ports[0], udp_len_be, csum])
 }

@@ -28,6 +28,8 @@ const MAX_OPTIONS: usize = 16;
 pub struct Query {
     /// Offset of the DNS header in the packet.
     pub dns_off: usize,
+    /// Message ID as sent (wire byte order).
+    pub id: u16,
     /// Offset of the question name.
     pub name_off: usize,
     /// Wire length of the name, root label included (1..=255).
@@ -80,6 +82,7 @@ pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
 
     let mut q = Query {
         dns_off,
+        id: hdr[0],
         name_off,
         name_len,
         flags_hi,

@@ -67,18 +67,23 @@ pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv4, u32> {
 }
 
 /// Turns the header around: addresses swapped, new total length, fresh TTL, checksum recomputed
-/// from scratch over the whole header (options included).
+/// from scratch over the whole header (options included). Returns the little-endian sum of both
+/// addresses, which the UDP pseudo-header needs.
+///
+/// The fixed header is read once as five words and written back as five words, and the checksum
+/// is summed from those registers: reading back what was just stored in narrower pieces (a byte
+/// of TTL, a half-word of length) would stall on store-to-load forwarding.
 #[inline(always)]
-pub fn reply<P: Packet>(p: &P, ip: &Ipv4, tot_len: usize) -> Result<(), u32> {
-    let mut h: Ipv4Hdr = read(p, ip.off)?;
-    core::mem::swap(&mut h.saddr_be, &mut h.daddr_be);
-    h.tot_len_be = (tot_len as u16).to_be();
-    h.ttl = REPLY_TTL;
-    h.check = 0;
-    write(p, ip.off, h)?;
+pub fn reply<P: Packet>(p: &P, ip: &Ipv4, tot_len: usize) -> Result<u64, u32> {
+    // Little-endian words: [ver_ihl tos tot_len] [id frag_off] [ttl protocol check] [saddr] [daddr].
+    let w: [u32; 5] = read(p, ip.off)?;
+    let w0 = (w[0] & 0xffff) | ((tot_len as u16).to_be() as u32) << 16;
+    let w2 = (w[2] & 0xff00) | REPLY_TTL as u32;
+    let addrs = w[3] as u64 + w[4] as u64;
     // Little-endian sum of the header's 32-bit words (see answer::fold for why that works).
-    let mut sum: u64 = 0;
-    let mut i = 0;
+    let mut sum = w0 as u64 + w[1] as u64 + w2 as u64 + addrs;
+    // Options are left as they are: summed straight from the packet.
+    let mut i = 5;
     while i < 15 {
         if i * 4 >= ip.hdr_len {
             break;
@@ -86,7 +91,9 @@ pub fn reply<P: Packet>(p: &P, ip: &Ipv4, tot_len: usize) -> Result<(), u32> {
         sum += read::<u32, P>(p, ip.off + i * 4)? as u64;
         i += 1;
     }
-    write(p, ip.off + 10, !crate::answer::fold(sum))
+    let check = !crate::answer::fold(sum) as u32;
+    write(p, ip.off, [w0, w[1], w2 | check << 16, w[4], w[3]])?;
+    Ok(addrs)
 }
 
 /// Swaps source and destination addresses only (checksum unchanged: the sum is symmetric).
