@@ -25,13 +25,10 @@ pub fn parse<P: Packet>(p: &P) -> Result<usize, u32> {
     Ok(ETH_HLEN + 4)
 }
 
-/// Exchanges destination and source MAC addresses.
+/// Exchanges destination and source MAC addresses: one bounds check and three loads, one bounds
+/// check and three stores (the 12 bytes as little-endian words `d0-d3`, `d4 d5 s0 s1`, `s2-s5`).
 #[inline(always)]
 pub fn swap_macs<P: Packet>(p: &P) -> Result<(), u32> {
-    let dst: (u32, u16) = (read(p, 0)?, read(p, 4)?);
-    let src: (u16, u32) = (read(p, 6)?, read(p, 8)?);
-    write(p, 0, ((src.1 as u64) << 16 | src.0 as u64) as u32)?;
-    write(p, 4, (src.1 >> 16) as u16)?;
-    write(p, 6, dst.0 as u16)?;
-    write(p, 8, (dst.1 as u32) << 16 | dst.0 >> 16)
+    let [a, b, c]: [u32; 3] = read(p, 0)?;
+    write(p, 0, [b >> 16 | c << 16, c >> 16 | a << 16, a >> 16 | b << 16])
 }
