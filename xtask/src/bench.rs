@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use crate::latency_probe::ProbeReport;
 use crate::netns::{Process, Topology};
 
 // The snapshot oracle of the end-to-end tests: which A names the sample holds.
@@ -117,6 +118,8 @@ struct Row {
     kernel_share: Option<f64>,
     /// Share of the machine busy during the second before the run (other work skews CPU figures).
     idle_busy: f64,
+    /// The latency probe's run at the same rate (fixed-rate rows only).
+    probe: Option<ProbeReport>,
 }
 
 /// What dnsperf printed at the end of a run.
@@ -130,6 +133,9 @@ struct Dnsperf {
 }
 
 const METRICS_ADDR: &str = "127.0.0.1:9153";
+
+/// UDP sockets (source ports) of the latency probe.
+const PROBE_SOCKETS: usize = 8;
 
 /// Entry point of `cargo xtask bench [ARGS]`.
 pub fn run(workspace_root: &Path, args: Vec<String>) -> Result<()> {
@@ -219,6 +225,20 @@ fn median_row(mut runs: Vec<Row>) -> Row {
     let kernel_ns_per_packet = median_opt(runs.iter().map(|r| r.kernel_ns_per_packet).collect());
     let kernel_share = median_opt(runs.iter().map(|r| r.kernel_share).collect());
     let idle_busy = runs.iter().map(|r| r.idle_busy).fold(0.0, f64::max);
+    let probes: Vec<ProbeReport> = runs.iter().filter_map(|r| r.probe).collect();
+    let probe = (!probes.is_empty()).then(|| ProbeReport {
+        sent: probes.iter().map(|p| p.sent).sum(),
+        received: probes.iter().map(|p| p.received).sum(),
+        lost: probes.iter().map(|p| p.lost).sum(),
+        avg_ns: median(probes.iter().map(|p| p.avg_ns).collect()),
+        p50_ns: median(probes.iter().map(|p| p.p50_ns as f64).collect()) as u64,
+        p99_ns: median(probes.iter().map(|p| p.p99_ns as f64).collect()) as u64,
+        min_ns: probes.iter().map(|p| p.min_ns).min().unwrap_or(0),
+        max_ns: probes.iter().map(|p| p.max_ns).max().unwrap_or(0),
+        late_sends: probes.iter().map(|p| p.late_sends).sum(),
+        no_kernel_timestamp: probes.iter().map(|p| p.no_kernel_timestamp).sum(),
+        negative: probes.iter().map(|p| p.negative).sum(),
+    });
     let (sent, completed) = runs
         .iter()
         .fold((0, 0), |(s, c), r| (s + r.perf.sent, c + r.perf.completed));
@@ -237,6 +257,7 @@ fn median_row(mut runs: Vec<Row>) -> Row {
         kernel_ns_per_packet,
         kernel_share,
         idle_busy,
+        probe,
     }
 }
 
@@ -349,6 +370,10 @@ fn measure(
         Some(before) => Some((kernel_responses(topo)? - before) as f64 / perf.completed as f64),
         None => None,
     };
+    let probe = match load {
+        Load::Fixed(rate) => Some(run_probe(topo, args, mode, rate, queries)?),
+        Load::Max => None,
+    };
     Ok(Row {
         mode,
         load,
@@ -357,7 +382,72 @@ fn measure(
         kernel_ns_per_packet,
         kernel_share,
         idle_busy,
+        probe,
     })
+}
+
+/// Runs `xtask latency-probe` (this very binary) in the pod namespace at `rate` for the
+/// duration of a dnsperf run, and reads its JSON line.
+fn run_probe(
+    topo: &Topology,
+    args: &BenchArgs,
+    mode: Mode,
+    rate: u32,
+    queries: &Path,
+) -> Result<ProbeReport> {
+    let exe = std::env::current_exe().context("locating the running xtask binary")?;
+    let server = format!("{}:53", topo.service_ip());
+    let (rate_s, duration) = (rate.to_string(), args.duration.to_string());
+    let sockets = PROBE_SOCKETS.to_string();
+    let probe_args = [
+        "latency-probe",
+        "--server",
+        &server,
+        "--rate",
+        &rate_s,
+        "--duration",
+        &duration,
+        "--names-file",
+        path_str(queries)?,
+        "--sockets",
+        &sockets,
+    ];
+    let out = topo
+        .exec_in_pod(path_str(&exe)?, &probe_args)
+        .context("running the latency probe")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "the latency probe failed ({}): {}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report: ProbeReport = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("no report in the latency probe's output:\n{stdout}"))?;
+    if report.received == 0 {
+        bail!("the latency probe got no replies in mode {mode}: {report:?}");
+    }
+    eprintln!(
+        "    {mode}, {rate} q/s probe: avg {:.2} µs, p50 {:.2} µs, p99 {:.2} µs, {} of {} replied, {} sends late",
+        report.avg_ns / 1e3,
+        report.p50_ns as f64 / 1e3,
+        report.p99_ns as f64 / 1e3,
+        report.received,
+        report.sent,
+        report.late_sends
+    );
+    if report.no_kernel_timestamp > 0 || report.negative > 0 {
+        eprintln!(
+            "    warning: {} replies had no kernel timestamp, {} were stamped before their query",
+            report.no_kernel_timestamp, report.negative
+        );
+    }
+    Ok(report)
 }
 
 /// Builds the release agent (its build script builds the eBPF object) and returns its path.
@@ -688,9 +778,9 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| Path | Offered load | Answers/s | Lost | Avg latency | CPU ms / 1,000 answers | over reflect | In-kernel ns / packet |"
+        "| Path | Offered load | Answers/s | Lost | Avg latency | probe avg | probe p99 | CPU ms / 1,000 answers | over reflect | In-kernel ns / packet |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let load = load_label(r.load);
         let ns = r
@@ -705,14 +795,22 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
             }
             _ => "—".to_string(),
         };
+        let (probe_avg, probe_p99) = r.probe.map_or(("—".to_string(), "—".to_string()), |p| {
+            (
+                format!("{:.2} µs", p.avg_ns / 1e3),
+                format!("{:.2} µs", p.p99_ns as f64 / 1e3),
+            )
+        });
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.2} % | {:.0} µs | {:.1} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} % | {:.0} µs | {} | {} | {:.1} | {} | {} |",
             r.mode.label(),
             load,
             r.perf.qps,
             r.perf.lost_pct,
             r.perf.avg_latency_s * 1e6,
+            probe_avg,
+            probe_p99,
             r.cpu_ms_per_1k,
             over,
             ns
@@ -738,6 +836,18 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
         args.rate,
         names.len()
     );
+    let _ = writeln!(
+        s,
+        "\n\"probe avg\"/\"probe p99\": `xtask latency-probe` in the pod namespace right after each \
+         fixed-rate dnsperf run, same rate and duration, queries paced on a deadline schedule over {} \
+         source ports; latency is the reply's kernel receive timestamp (`SO_TIMESTAMPNS`) minus the \
+         clock read right before its send, so it excludes the receiving thread's scheduling delay. \
+         Echoed queries (reflect) count as replies.",
+        PROBE_SOCKETS
+    );
+    if let Some(line) = latency_ratio_line(rows) {
+        let _ = writeln!(s, "\n{line}");
+    }
     for r in rows.iter().filter(|r| r.mode == Mode::Kernel) {
         if let Some(share) = r.kernel_share {
             let _ = writeln!(
@@ -760,6 +870,32 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
     );
     s
 }
+
+/// Kernel path over reflect baseline, probe average latency at the fixed rate, against the
+/// 1.3× target; `None` unless both modes were measured.
+fn latency_ratio_line(rows: &[Row]) -> Option<String> {
+    let probe_of = |mode: Mode| {
+        rows.iter()
+            .find(|r| r.mode == mode && matches!(r.load, Load::Fixed(_)))
+            .and_then(|r| r.probe.map(|p| (r.load, p)))
+    };
+    let (load, kernel) = probe_of(Mode::Kernel)?;
+    let (_, reflect) = probe_of(Mode::Reflect)?;
+    if reflect.avg_ns <= 0.0 {
+        return None;
+    }
+    let ratio = kernel.avg_ns / reflect.avg_ns;
+    Some(format!(
+        "Latency at {}: kernel avg {:.2} µs / reflect avg {:.2} µs = {ratio:.3}× (target ≤ {LATENCY_TARGET}×: {}).",
+        load_label(load),
+        kernel.avg_ns / 1e3,
+        reflect.avg_ns / 1e3,
+        if ratio <= LATENCY_TARGET { "met" } else { "missed" }
+    ))
+}
+
+/// Average latency of the kernel path may be at most this multiple of the reflect baseline.
+const LATENCY_TARGET: f64 = 1.3;
 
 /// Every A name of the snapshot the kernel answers without EDNS (at most 32 addresses, within
 /// 512 bytes), as FQDNs with a trailing dot.

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod ebpf_build;
+mod latency_probe;
 mod manifests;
 mod setup;
 mod sh;
@@ -50,6 +51,10 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Internal: paced DNS latency probe with kernel receive timestamps (`bench` runs it in the
+    /// pod namespace).
+    #[command(hide = true)]
+    LatencyProbe(latency_probe::ProbeArgs),
 }
 
 fn main() -> Result<()> {
@@ -62,6 +67,7 @@ fn main() -> Result<()> {
         Cmd::Run(args) => demo::run(&root, &args),
         Cmd::Test => suite::run(&root),
         Cmd::Bench { args } => bench::run(&root, args),
+        Cmd::LatencyProbe(args) => return latency_probe::run(&args),
     };
     if result.is_ok() {
         eprintln!("xtask: done in {:.1}s", started.elapsed().as_secs_f64());
