@@ -58,10 +58,8 @@ impl App {
     /// attached; an error after attaching detaches again before returning.
     pub async fn start(config: Config) -> Result<App, AppError> {
         let loaded = snapshot::load(&config.snapshot)?;
-        let settings = records::Settings {
-            zone: config.zone.clone(),
-            ttl: config.ttl,
-        };
+        let mut settings = records::Settings::new(&config.zone, config.ttl);
+        settings.dns_ips = config.service_ips.iter().map(|ip| (*ip).into()).collect();
         let (records, notes) = records::build(&loaded.cluster, &settings, unix_now());
         for note in notes {
             log::warn!("{note}");
@@ -163,8 +161,15 @@ impl App {
     /// Recomputes the records from `cluster` and serves them: the kernel map first, then
     /// userspace. Returns whether anything changed (the serial moves only then).
     pub fn update(&self, cluster: &Cluster) -> Result<bool, AppError> {
+        self.update_synced(cluster, true)
+    }
+
+    /// Like [`App::update`], with `synced` false while a live source has not completed its
+    /// first list (answers that would be NXDOMAIN are then SERVFAIL).
+    pub fn update_synced(&self, cluster: &Cluster, synced: bool) -> Result<bool, AppError> {
         let prev = self.records.load();
         let (mut new, notes) = records::build(cluster, &self.settings, prev.serial);
+        new.synced = synced;
         for note in notes {
             log::warn!("{note}");
         }

@@ -307,7 +307,8 @@ async fn metrics_endpoint() {
     for line in [
         "dns_agent_userspace_responses_total{rcode=\"NOERROR\"} 1",
         "dns_agent_userspace_responses_total{rcode=\"NXDOMAIN\"} 1",
-        "dns_agent_records{type=\"A\"} 6",
+        // Service names, endpoint names and ns.dns.cluster.local. of the sample.
+        "dns_agent_records{type=\"A\"} 52",
         "dns_agent_kernel_responses_total 0",
         "dns_agent_kernel_passed_total{reason=\"miss\"} 0",
     ] {

@@ -1,106 +1,490 @@
-//! Computes the records of the zone from the cluster objects (the Kubernetes DNS spec, A part).
+//! Computes the records of the zone from the cluster objects (the Kubernetes DNS spec 1.1.0 and
+//! CoreDNS's `kubernetes` plugin where the spec is silent).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::{Records, Settings};
+use super::settings::is_reverse;
+use super::{Records, Settings, Srv, SrvSet, DNS_SCHEMA_VERSION};
 use crate::cluster::{Cluster, ObjectKey};
+use crate::records::PodMode;
 use crate::snapshot::SERVICE_NAME_LABEL;
 
 /// Longest owner name in wire format (RFC 1035).
 const MAX_WIRE_NAME: usize = 255;
 
+/// One served endpoint address of a service.
+#[derive(Clone, Debug)]
+struct Endpoint {
+    ip: IpAddr,
+    /// The endpoint's DNS label: hostname, else pod name (`endpoint_pod_names`), else dashed IP.
+    label: String,
+}
+
+/// A port as an EndpointSlice or a Service lists it. `port` is -1 for a slice without ports
+/// (CoreDNS counts such entries when weighting SRV records, then drops them).
+#[derive(Clone, Debug)]
+struct Port {
+    name: String,
+    protocol: String,
+    port: i32,
+}
+
+/// One EndpointSlice's contribution: its served endpoints times its ports.
+#[derive(Clone, Debug)]
+struct Subset {
+    endpoints: Vec<Endpoint>,
+    ports: Vec<Port>,
+}
+
 /// Records for `cluster` at serial `serial`, and a note for each object that could not get one.
 ///
-/// - ClusterIP service: `<svc>.<ns>.svc.<zone>` A = the IPv4 entries of `spec.clusterIPs`
-///   (or `spec.clusterIP` when that list is empty).
-/// - Headless service (`clusterIP: None`): A = the IPv4 addresses of the ready endpoints
-///   (`conditions.ready` absent counts as ready) of every EndpointSlice labelled
-///   `kubernetes.io/service-name: <svc>` in its namespace; no ready endpoint, no record.
-/// - ExternalName services are not served yet.
+/// - ClusterIP service: `<svc>.<ns>.svc.<zone>` A/AAAA = `spec.clusterIPs` by family (answered
+///   even without endpoints, unless `ignore empty_service`).
+/// - Headless service (`clusterIP: None`): A/AAAA of the served endpoints (`conditions.ready`
+///   absent or true, every endpoint with `publishNotReadyAddresses`) of every EndpointSlice
+///   labelled `kubernetes.io/service-name: <svc>`, de-duplicated; none → no record.
+/// - Endpoint names `<label>.<svc>.<ns>.svc.<zone>` for the endpoints of every service
+///   (CoreDNS serves them for ClusterIP services too).
+/// - SRV `_<port>._<proto>.<svc>...` for named ports, bare `<svc>...` and endpoint names.
+/// - ExternalName: CNAME. PTR for ClusterIPs, else endpoint addresses.
+/// - `dns-version.<zone>` TXT, `ns.dns.<zone>` A/AAAA (kube-system/kube-dns, else `dns_ips`).
 ///
-/// Addresses are deduplicated and sorted ascending (the answer order).
+/// Addresses are sorted ascending (the answer order).
 pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, Vec<String>) {
-    let mut notes = Vec::new();
-    let headless = ready_ipv4_by_service(cluster);
-
-    let mut a = BTreeMap::new();
-    let mut namespaces: BTreeSet<String> = cluster.namespaces.keys().cloned().collect();
-    for (key, svc) in &cluster.services {
-        namespaces.insert(key.namespace.clone());
-        let addrs = match service_addresses(svc) {
-            ServiceAddresses::Ignored => continue,
-            ServiceAddresses::ClusterIp(addrs) => addrs,
-            ServiceAddresses::Headless => headless.get(key).cloned().unwrap_or_default(),
-        };
-        if addrs.is_empty() {
-            continue;
-        }
-        let name =
-            format!("{}.{}.svc.{}", key.name, key.namespace, settings.zone).to_ascii_lowercase();
-        if name.len() + 1 > MAX_WIRE_NAME {
-            notes.push(format!(
-                "Service {key}: {name} is longer than 255 bytes, no record"
-            ));
-            continue;
-        }
-        a.insert(name, (settings.ttl, addrs.into_iter().collect()));
-    }
-
-    let svc = format!("svc.{}", settings.zone);
-    let mut empty_non_terminals = BTreeSet::new();
-    for ns in &namespaces {
-        empty_non_terminals.insert(format!("{ns}.{svc}").to_ascii_lowercase());
-    }
-    empty_non_terminals.insert(svc);
-
-    let records = Records {
-        zone: settings.zone.clone(),
-        ttl: settings.ttl,
-        serial,
-        a,
-        namespaces,
-        empty_non_terminals,
+    let mut b = Builder {
+        settings,
+        notes: Vec::new(),
+        records: Records {
+            zone: settings.primary_zone().to_owned(),
+            zones: settings.zones.clone(),
+            ttl: settings.ttl,
+            serial,
+            synced: true,
+            a: BTreeMap::new(),
+            aaaa: BTreeMap::new(),
+            srv: BTreeMap::new(),
+            cname: BTreeMap::new(),
+            ptr: BTreeMap::new(),
+            txt: BTreeMap::new(),
+            namespaces: BTreeSet::new(),
+            empty_non_terminals: BTreeSet::new(),
+            pods: settings.pods,
+            pod_ips: BTreeMap::new(),
+            fallthrough: settings.fallthrough.clone(),
+        },
     };
-    (records, notes)
+    let forward: Vec<String> = settings
+        .zones
+        .iter()
+        .filter(|z| !is_reverse(z))
+        .cloned()
+        .collect();
+
+    b.records.namespaces = exposed_namespaces(cluster, settings);
+    let subsets = if settings.noendpoints {
+        BTreeMap::new()
+    } else {
+        subsets_by_service(cluster, settings)
+    };
+
+    // Reverse records: ClusterIPs first (they win), endpoints for addresses not taken.
+    let mut ptr_svc: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut ptr_ep: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
+    let primary = b.records.zone.clone();
+
+    for (key, svc) in &cluster.services {
+        if !b.records.namespaces.contains(&key.namespace) {
+            continue;
+        }
+        if let Some(sel) = &settings.labels {
+            if !sel.matches(svc.metadata.labels.as_ref()) {
+                continue;
+            }
+        }
+        let kind = service_kind(svc);
+        let subsets = subsets.get(key).map(Vec::as_slice).unwrap_or_default();
+        if let Kind::ClusterIp(ips, _) = &kind {
+            let has_addresses = subsets.iter().any(|s| !s.endpoints.is_empty());
+            if settings.ignore_empty_service && !has_addresses {
+                continue;
+            }
+            for ip in ips {
+                ptr_svc
+                    .entry(*ip)
+                    .or_insert_with(|| format!("{}.{}.svc.{primary}", key.name, key.namespace));
+            }
+        }
+        if !matches!(kind, Kind::ExternalName(_)) {
+            for s in subsets {
+                for ep in &s.endpoints {
+                    let target =
+                        format!("{}.{}.{}.svc.{primary}", ep.label, key.name, key.namespace);
+                    let list = ptr_ep.entry(ep.ip).or_default();
+                    if !list.contains(&target) {
+                        list.push(target);
+                    }
+                }
+            }
+        }
+        for zone in &forward {
+            b.service(key, &kind, subsets, zone);
+        }
+    }
+    for (ip, target) in ptr_svc {
+        ptr_ep.remove(&ip);
+        b.records.ptr.insert(reverse_name(ip), vec![target]);
+    }
+    for (ip, targets) in ptr_ep {
+        b.records.ptr.insert(reverse_name(ip), targets);
+    }
+
+    if settings.pods == PodMode::Verified {
+        for (key, pod) in &cluster.pods {
+            if !b.records.namespaces.contains(&key.namespace)
+                || pod.metadata.deletion_timestamp.is_some()
+            {
+                continue;
+            }
+            let Some(status) = &pod.status else { continue };
+            let ips = status
+                .pod_ips
+                .iter()
+                .flatten()
+                .map(|p| p.ip.as_str())
+                .chain(status.pod_ip.as_deref());
+            for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
+                b.records
+                    .pod_ips
+                    .entry(key.namespace.clone())
+                    .or_default()
+                    .insert(ip);
+            }
+        }
+    }
+
+    let dns_ips = dns_service_ips(cluster).unwrap_or_else(|| settings.dns_ips.clone());
+    for zone in &forward {
+        b.records.txt.insert(
+            format!("dns-version.{zone}"),
+            vec![DNS_SCHEMA_VERSION.to_owned()],
+        );
+        let ns = format!("ns.dns.{zone}");
+        b.add_addresses(&ns, dns_ips.iter().copied());
+        let ents = &mut b.records.empty_non_terminals;
+        ents.insert(format!("dns.{zone}"));
+        ents.insert(format!("svc.{zone}"));
+        ents.insert(format!("pod.{zone}"));
+        for ns in &b.records.namespaces {
+            ents.insert(format!("{ns}.svc.{zone}"));
+            if settings.pods != PodMode::Disabled {
+                ents.insert(format!("{ns}.pod.{zone}"));
+            }
+        }
+    }
+    for set in b.records.a.values_mut() {
+        set.1.sort_unstable();
+        set.1.dedup();
+    }
+    for set in b.records.aaaa.values_mut() {
+        set.1.sort_unstable();
+        set.1.dedup();
+    }
+    (b.records, b.notes)
 }
 
-enum ServiceAddresses {
-    /// ExternalName, or no address allocated.
+struct Builder<'a> {
+    settings: &'a Settings,
+    notes: Vec<String>,
+    records: Records,
+}
+
+impl Builder<'_> {
+    /// Whether `name` fits in a DNS message; notes it when not.
+    fn fits(&mut self, what: &dyn std::fmt::Display, name: &str) -> bool {
+        if name.len() + 1 > MAX_WIRE_NAME {
+            self.notes.push(format!(
+                "{what}: {name} is longer than 255 bytes, no record"
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn add_addresses(&mut self, name: &str, ips: impl IntoIterator<Item = IpAddr>) {
+        let ttl = self.settings.ttl;
+        for ip in ips {
+            match ip {
+                IpAddr::V4(v4) => self
+                    .records
+                    .a
+                    .entry(name.to_owned())
+                    .or_insert((ttl, Vec::new()))
+                    .1
+                    .push(v4),
+                IpAddr::V6(v6) => self
+                    .records
+                    .aaaa
+                    .entry(name.to_owned())
+                    .or_insert((ttl, Vec::new()))
+                    .1
+                    .push(v6),
+            }
+        }
+    }
+
+    fn service(&mut self, key: &ObjectKey, kind: &Kind, subsets: &[Subset], zone: &str) {
+        let name = format!("{}.{}.svc.{zone}", key.name, key.namespace).to_ascii_lowercase();
+        let what = format!("Service {key}");
+        if !self.fits(&what, &name) {
+            return;
+        }
+        match kind {
+            Kind::Ignored => return,
+            Kind::ExternalName(target) => {
+                self.records.cname.insert(name.clone(), target.clone());
+                // CoreDNS answers SRV at an ExternalName with the target, port 0.
+                self.records.srv.insert(
+                    name,
+                    SrvSet {
+                        records: vec![Srv {
+                            priority: 0,
+                            weight: 100,
+                            port: 0,
+                            target: target.clone(),
+                        }],
+                        additional: Vec::new(),
+                    },
+                );
+                return;
+            }
+            Kind::ClusterIp(ips, ports) => {
+                self.add_addresses(&name, ips.iter().copied());
+                // Bare name: every port, every cluster IP; named ports by `_<port>._<proto>`.
+                let entries = |filter: Option<(&str, &str)>| {
+                    let mut out = Vec::new();
+                    for p in ports {
+                        if filter.is_some_and(|(n, pr)| {
+                            !p.name.eq_ignore_ascii_case(n) || !p.protocol.eq_ignore_ascii_case(pr)
+                        }) {
+                            continue;
+                        }
+                        for ip in ips {
+                            out.push((name.clone(), p.port, *ip));
+                        }
+                    }
+                    out
+                };
+                if let Some(set) = srv_set(&entries(None)) {
+                    self.records.srv.insert(name.clone(), set);
+                }
+                for (pname, proto) in named_ports(ports) {
+                    let owner = format!("_{pname}._{proto}.{name}");
+                    if !self.fits(&what, &owner) {
+                        continue;
+                    }
+                    if let Some(set) = srv_set(&entries(Some((&pname, &proto)))) {
+                        self.records.srv.insert(owner, set);
+                    }
+                }
+            }
+            Kind::Headless => {}
+        }
+
+        // Endpoints: names for every service; the service's own records when headless.
+        let headless = matches!(kind, Kind::Headless);
+        let endpoint_entries = |ep_filter: Option<&str>, port_filter: Option<(&str, &str)>| {
+            let mut out = Vec::new();
+            for s in subsets {
+                for ep in &s.endpoints {
+                    if ep_filter.is_some_and(|l| l != ep.label) {
+                        continue;
+                    }
+                    let target = format!("{}.{name}", ep.label);
+                    for p in &s.ports {
+                        if port_filter.is_some_and(|(n, pr)| {
+                            !p.name.eq_ignore_ascii_case(n) || !p.protocol.eq_ignore_ascii_case(pr)
+                        }) {
+                            continue;
+                        }
+                        out.push((target.clone(), p.port, ep.ip));
+                    }
+                }
+            }
+            out
+        };
+        let mut labels: Vec<&str> = Vec::new();
+        for s in subsets {
+            for ep in &s.endpoints {
+                if !labels.contains(&ep.label.as_str()) {
+                    labels.push(&ep.label);
+                }
+                let ep_name = format!("{}.{name}", ep.label);
+                if !self.fits(&what, &ep_name) {
+                    continue;
+                }
+                self.add_addresses(&ep_name, [ep.ip]);
+                if headless {
+                    self.add_addresses(&name, [ep.ip]);
+                }
+            }
+        }
+        for label in labels {
+            let ep_name = format!("{label}.{name}");
+            if ep_name.len() + 1 > MAX_WIRE_NAME {
+                continue;
+            }
+            if let Some(set) = srv_set(&endpoint_entries(Some(label), None)) {
+                self.records.srv.insert(ep_name, set);
+            }
+        }
+        if headless {
+            if let Some(set) = srv_set(&endpoint_entries(None, None)) {
+                self.records.srv.insert(name.clone(), set);
+            }
+            let ports: Vec<Port> = subsets
+                .iter()
+                .flat_map(|s| s.ports.iter().cloned())
+                .collect();
+            for (pname, proto) in named_ports(&ports) {
+                let owner = format!("_{pname}._{proto}.{name}");
+                if !self.fits(&what, &owner) {
+                    continue;
+                }
+                if let Some(set) = srv_set(&endpoint_entries(None, Some((&pname, &proto)))) {
+                    self.records.srv.insert(owner, set);
+                }
+            }
+        }
+    }
+}
+
+/// The SRV records for `entries` (target, port, address) as CoreDNS computes them: priority 0,
+/// weight ⌊100 / entries⌋ (counted before de-duplication and with port-less entries), records
+/// de-duplicated by (target, port), additional addresses by (target, address).
+/// `None` when nothing would be answered.
+fn srv_set(entries: &[(String, i32, IpAddr)]) -> Option<SrvSet> {
+    if entries.is_empty() {
+        return None;
+    }
+    let weight = (100 / entries.len()) as u16;
+    let mut set = SrvSet::default();
+    for (target, port, ip) in entries {
+        let Ok(port) = u16::try_from(*port) else {
+            continue;
+        };
+        if !set
+            .records
+            .iter()
+            .any(|s| &s.target == target && s.port == port)
+        {
+            set.records.push(Srv {
+                priority: 0,
+                weight,
+                port,
+                target: target.clone(),
+            });
+        }
+        if !set.additional.iter().any(|(t, a)| t == target && a == ip) {
+            set.additional.push((target.clone(), *ip));
+        }
+    }
+    (!set.records.is_empty()).then_some(set)
+}
+
+/// The distinct (name, protocol) pairs of named ports, lower-case.
+fn named_ports(ports: &[Port]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for p in ports {
+        if p.name.is_empty() || p.port < 0 {
+            continue;
+        }
+        let pair = (p.name.to_ascii_lowercase(), p.protocol.to_ascii_lowercase());
+        if !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    out
+}
+
+enum Kind {
+    /// No address allocated (or malformed).
     Ignored,
-    ClusterIp(BTreeSet<Ipv4Addr>),
+    ClusterIp(Vec<IpAddr>, Vec<Port>),
     Headless,
+    /// Lower-case FQDN target.
+    ExternalName(String),
 }
 
-fn service_addresses(svc: &Service) -> ServiceAddresses {
+fn service_kind(svc: &Service) -> Kind {
     let Some(spec) = &svc.spec else {
-        return ServiceAddresses::Ignored;
+        return Kind::Ignored;
     };
     if spec.type_.as_deref() == Some("ExternalName") {
-        return ServiceAddresses::Ignored;
+        let Some(target) = spec.external_name.as_deref() else {
+            return Kind::Ignored;
+        };
+        let target = target.trim_end_matches('.');
+        // An IP is not a name: CoreDNS serves nothing for it.
+        if target.is_empty() || target.parse::<IpAddr>().is_ok() {
+            return Kind::Ignored;
+        }
+        return Kind::ExternalName(format!("{}.", target.to_ascii_lowercase()));
     }
     let cluster_ips: Vec<&str> = match &spec.cluster_ips {
         Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
         _ => spec.cluster_ip.as_deref().into_iter().collect(),
     };
     if cluster_ips.first() == Some(&"None") {
-        return ServiceAddresses::Headless;
+        return Kind::Headless;
     }
-    ServiceAddresses::ClusterIp(
-        cluster_ips
-            .iter()
-            .filter_map(|ip| ip.parse().ok())
-            .collect(),
-    )
+    let ips: Vec<IpAddr> = cluster_ips
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    if ips.is_empty() {
+        return Kind::Ignored;
+    }
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| Port {
+            name: p.name.clone().unwrap_or_default(),
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()),
+            port: p.port,
+        })
+        .collect();
+    Kind::ClusterIp(ips, ports)
 }
 
-/// Ready IPv4 endpoint addresses per (namespace, service name), over all linked slices.
-fn ready_ipv4_by_service(cluster: &Cluster) -> BTreeMap<ObjectKey, BTreeSet<Ipv4Addr>> {
-    let mut by_service: BTreeMap<ObjectKey, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+/// Namespaces that exist (Namespace objects; without `namespace_labels` also namespaces
+/// holding Services) and are allowed by `namespaces` / `namespace_labels`.
+fn exposed_namespaces(cluster: &Cluster, settings: &Settings) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (name, ns) in &cluster.namespaces {
+        if let Some(sel) = &settings.namespace_labels {
+            if !sel.matches(ns.metadata.labels.as_ref()) {
+                continue;
+            }
+        }
+        out.insert(name.clone());
+    }
+    if settings.namespace_labels.is_none() {
+        out.extend(cluster.services.keys().map(|k| k.namespace.clone()));
+    }
+    out.retain(|ns| settings.namespace_allowed(ns));
+    out
+}
+
+/// The served endpoints and ports of every slice, by (namespace, service name).
+fn subsets_by_service(cluster: &Cluster, settings: &Settings) -> BTreeMap<ObjectKey, Vec<Subset>> {
+    let mut by_service: BTreeMap<ObjectKey, Vec<Subset>> = BTreeMap::new();
     for (key, slice) in &cluster.endpoint_slices {
-        if slice.address_type != "IPv4" {
+        if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
             continue;
         }
         let Some(service) = slice
@@ -111,16 +495,102 @@ fn ready_ipv4_by_service(cluster: &Cluster) -> BTreeMap<ObjectKey, BTreeSet<Ipv4
         else {
             continue;
         };
-        let ready = slice
-            .endpoints
-            .iter()
-            .filter(|ep| ep.conditions.as_ref().and_then(|c| c.ready) != Some(false))
-            .flat_map(|ep| ep.addresses.iter())
-            .filter_map(|addr| addr.parse::<Ipv4Addr>().ok());
-        by_service
-            .entry(ObjectKey::new(key.namespace.clone(), service.clone()))
-            .or_default()
-            .extend(ready);
+        let svc_key = ObjectKey::new(key.namespace.clone(), service.clone());
+        let publish_not_ready = cluster
+            .services
+            .get(&svc_key)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.publish_not_ready_addresses)
+            .unwrap_or(false);
+        by_service.entry(svc_key).or_default().push(subset(
+            slice,
+            publish_not_ready,
+            settings.endpoint_pod_names,
+        ));
     }
     by_service
+}
+
+fn subset(slice: &EndpointSlice, publish_not_ready: bool, pod_names: bool) -> Subset {
+    let mut endpoints = Vec::new();
+    for ep in &slice.endpoints {
+        let ready = ep.conditions.as_ref().and_then(|c| c.ready) != Some(false);
+        if !ready && !publish_not_ready {
+            continue;
+        }
+        let pod = ep
+            .target_ref
+            .as_ref()
+            .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
+            .and_then(|r| r.name.clone());
+        for addr in &ep.addresses {
+            let Ok(ip) = addr.parse::<IpAddr>() else {
+                continue;
+            };
+            let label = match (&ep.hostname, &pod) {
+                (Some(h), _) if !h.is_empty() => h.to_ascii_lowercase(),
+                (_, Some(p)) if pod_names && !p.is_empty() => p.to_ascii_lowercase(),
+                _ => dashed(addr),
+            };
+            if !endpoints
+                .iter()
+                .any(|e: &Endpoint| e.ip == ip && e.label == label)
+            {
+                endpoints.push(Endpoint { ip, label });
+            }
+        }
+    }
+    let mut ports: Vec<Port> = slice
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| Port {
+            name: p.name.clone().unwrap_or_default(),
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()),
+            port: p.port.unwrap_or(-1),
+        })
+        .collect();
+    if ports.is_empty() {
+        ports.push(Port {
+            name: String::new(),
+            protocol: String::new(),
+            port: -1,
+        });
+    }
+    Subset { endpoints, ports }
+}
+
+/// The endpoint label CoreDNS derives from an address: dots (IPv4) or colons (IPv6) become
+/// dashes, as written in the object (`fd00::5` → `fd00--5`).
+pub fn dashed(addr: &str) -> String {
+    addr.to_ascii_lowercase().replace(['.', ':'], "-")
+}
+
+/// `kube-system/kube-dns`'s cluster IPs, when that Service exists with some.
+fn dns_service_ips(cluster: &Cluster) -> Option<Vec<IpAddr>> {
+    let svc = cluster
+        .services
+        .get(&ObjectKey::new("kube-system", "kube-dns"))?;
+    match service_kind(svc) {
+        Kind::ClusterIp(ips, _) if !ips.is_empty() => Some(ips),
+        _ => None,
+    }
+}
+
+/// The reverse name of `ip`: `d.c.b.a.in-addr.arpa.` or 32 nibbles under `ip6.arpa.`.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        IpAddr::V6(v6) => {
+            let mut out = String::with_capacity(73);
+            for byte in v6.octets().iter().rev() {
+                out.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            out.push_str("ip6.arpa.");
+            out
+        }
+    }
 }

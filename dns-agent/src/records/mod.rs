@@ -1,104 +1,159 @@
-//! The record model of the cluster zone (pure, no I/O): what exists and how a name is classified.
+//! The record model of the cluster zone (pure, no I/O): what exists, and the answer to a question.
 
 mod build;
+mod resolve;
+mod settings;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, RwLock};
 
 pub use build::build;
+pub use resolve::{qtype, Outcome, RData, Rcode, Resolution, Rr};
+pub use settings::{LabelSelector, PodMode, Settings, SettingsError};
 
 /// A records by owner name: lower-case FQDN with a trailing dot → (TTL, ascending addresses).
 /// This is the map handed to `Dataplane::sync_a`.
 pub type AMap = BTreeMap<String, (u32, Vec<Ipv4Addr>)>;
 
+/// AAAA records by owner name, like [`AMap`]: the source of the kernel's `DNS_AAAA`.
+pub type AaaaMap = BTreeMap<String, (u32, Vec<Ipv6Addr>)>;
+
 /// SOA timers (RFC 1912 values CoreDNS's kubernetes plugin also uses); minimum is the TTL.
 pub const SOA_REFRESH: u32 = 7200;
 pub const SOA_RETRY: u32 = 1800;
 pub const SOA_EXPIRE: u32 = 86400;
+/// The SOA record's own TTL is the zone TTL capped at this (CoreDNS does the same).
+pub const SOA_MAX_TTL: u32 = 300;
+/// The TXT data of `dns-version.<zone>`: the version of the specification implemented.
+pub const DNS_SCHEMA_VERSION: &str = "1.1.0";
 
-/// What is computed from the records settings and the cluster objects.
+/// One SRV record (priority, weight and port as CoreDNS computes them).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settings {
-    /// Lower-case with a trailing dot (`cluster.local.`).
-    pub zone: String,
-    pub ttl: u32,
+pub struct Srv {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    /// Lower-case FQDN.
+    pub target: String,
+}
+
+/// The SRV records at one name and the addresses of their targets (the additional section).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SrvSet {
+    pub records: Vec<Srv>,
+    /// (target, address), de-duplicated, in the order CoreDNS lists them.
+    pub additional: Vec<(String, IpAddr)>,
 }
 
 /// Every record of the zone at one point in time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Records {
-    /// Lower-case with a trailing dot (`cluster.local.`).
+    /// The primary zone, lower-case with a trailing dot (`cluster.local.`): PTR targets use it.
     pub zone: String,
+    /// Every zone served (forward and reverse), lower-case with a trailing dot.
+    pub zones: Vec<String>,
     /// TTL of every record and SOA minimum.
     pub ttl: u32,
     /// SOA serial: unix time of the last change.
     pub serial: u32,
+    /// False while a live source has not completed its first list: answers that would be
+    /// NXDOMAIN are SERVFAIL. Snapshots are complete, so `build` sets it true.
+    pub synced: bool,
     pub a: AMap,
-    /// Known namespaces (Namespace objects, and namespaces holding Services).
+    pub aaaa: AaaaMap,
+    /// SRV records by owner (`_<port>._<proto>.<svc>...`, bare service and endpoint names).
+    pub srv: BTreeMap<String, SrvSet>,
+    /// CNAME target (lower-case FQDN) by owner: ExternalName services.
+    pub cname: BTreeMap<String, String>,
+    /// PTR targets by reverse name (`d.c.b.a.in-addr.arpa.`, nibbles under `ip6.arpa.`).
+    pub ptr: BTreeMap<String, Vec<String>>,
+    /// TXT strings by owner (`dns-version.<zone>`).
+    pub txt: BTreeMap<String, Vec<String>>,
+    /// Exposed namespaces (known to exist and allowed by the settings).
     pub namespaces: BTreeSet<String>,
     /// Names without records of their own that exist because names below them do:
-    /// `svc.<zone>` and `<ns>.svc.<zone>` for each known namespace. They answer NODATA.
+    /// `svc.<zone>`, `<ns>.svc.<zone>`, `pod.<zone>`, `dns.<zone>`, ... They answer NODATA.
     pub empty_non_terminals: BTreeSet<String>,
-}
-
-/// What the zone holds at a name (lower-case FQDN with a trailing dot).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lookup<'a> {
-    /// Not in the zone: the server refuses it.
-    OutOfZone,
-    /// The zone apex: SOA and NS.
-    Apex,
-    /// A records.
-    A { ttl: u32, addrs: &'a [Ipv4Addr] },
-    /// Exists without records (NODATA for every type).
-    EmptyNonTerminal,
-    /// In the zone, does not exist.
-    NxDomain,
+    pub pods: PodMode,
+    /// Pod addresses by namespace (filled only in `pods verified` mode).
+    pub pod_ips: BTreeMap<String, BTreeSet<IpAddr>>,
+    /// `None`: no fallthrough; `Some(empty)`: every zone; else these zones (and below).
+    pub fallthrough: Option<Vec<String>>,
 }
 
 impl Records {
-    /// The zone with no objects.
+    /// The zone with no objects, complete (synced).
     pub fn empty(settings: &Settings, serial: u32) -> Self {
         build(&crate::cluster::Cluster::default(), settings, serial).0
     }
 
-    /// Classifies `name`, which must be lower-case with a trailing dot.
-    pub fn lookup(&self, name: &str) -> Lookup<'_> {
-        if name == self.zone {
-            return Lookup::Apex;
-        }
-        match name.strip_suffix(self.zone.as_str()) {
-            Some(prefix) if prefix.ends_with('.') => {}
-            _ => return Lookup::OutOfZone,
-        }
-        if let Some((ttl, addrs)) = self.a.get(name) {
-            return Lookup::A { ttl: *ttl, addrs };
-        }
-        if self.empty_non_terminals.contains(name) {
-            Lookup::EmptyNonTerminal
-        } else {
-            Lookup::NxDomain
-        }
+    /// The zone with no objects as a live source has it before its first complete list:
+    /// not synced, so what would be NXDOMAIN is SERVFAIL.
+    pub fn unsynced(settings: &Settings, serial: u32) -> Self {
+        let mut records = Self::empty(settings, serial);
+        records.synced = false;
+        records
     }
 
-    /// The SOA MNAME: `ns.dns.<zone>`.
+    /// The longest served zone that holds `name` (lower-case with a trailing dot).
+    pub fn zone_of(&self, name: &str) -> Option<&str> {
+        self.zones
+            .iter()
+            .filter(|z| in_zone(name, z))
+            .max_by_key(|z| z.len())
+            .map(String::as_str)
+    }
+
+    /// The SOA MNAME of `zone`: `ns.dns.<zone>`.
+    pub fn soa_mname_of(zone: &str) -> String {
+        format!("ns.dns.{zone}")
+    }
+
+    /// The SOA RNAME of `zone`: `hostmaster.<zone>`.
+    pub fn soa_rname_of(zone: &str) -> String {
+        format!("hostmaster.{zone}")
+    }
+
+    /// The SOA MNAME of the primary zone.
     pub fn soa_mname(&self) -> String {
-        format!("ns.dns.{}", self.zone)
+        Self::soa_mname_of(&self.zone)
     }
 
-    /// The SOA RNAME: `hostmaster.<zone>`.
+    /// The SOA RNAME of the primary zone.
     pub fn soa_rname(&self) -> String {
-        format!("hostmaster.{}", self.zone)
+        Self::soa_rname_of(&self.zone)
     }
 
     /// Whether `other` serves the same answers (everything but the serial is equal).
     pub fn same_content(&self, other: &Records) -> bool {
         self.zone == other.zone
+            && self.zones == other.zones
             && self.ttl == other.ttl
+            && self.synced == other.synced
             && self.a == other.a
+            && self.aaaa == other.aaaa
+            && self.srv == other.srv
+            && self.cname == other.cname
+            && self.ptr == other.ptr
+            && self.txt == other.txt
+            && self.namespaces == other.namespaces
             && self.empty_non_terminals == other.empty_non_terminals
+            && self.pods == other.pods
+            && self.pod_ips == other.pod_ips
+            && self.fallthrough == other.fallthrough
     }
+}
+
+/// Whether `name` is `zone` or below it (both lower-case with a trailing dot).
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    if zone == "." {
+        return true;
+    }
+    name == zone
+        || name
+            .strip_suffix(zone)
+            .is_some_and(|prefix| prefix.ends_with('.'))
 }
 
 /// The serial for `new` replacing `prev` at unix time `now`: unchanged when nothing changed,

@@ -1,11 +1,11 @@
 //! Builds the response to one DNS query from the records (pure): the behaviour contract in bytes.
 
 use hickory_proto::op::{Header, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, NS, SOA};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData as HRData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
-use crate::records::{Lookup, Records, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY};
+use crate::records::{Outcome, RData, Rcode, Records, Rr, SOA_EXPIRE, SOA_REFRESH, SOA_RETRY};
 
 /// Largest UDP response without EDNS, and the smallest limit with it (RFC 6891 §6.2.5).
 pub const MIN_UDP_LIMIT: usize = 512;
@@ -42,6 +42,7 @@ struct Reply {
     query: Option<Query>,
     answers: Vec<Record>,
     authority: Vec<Record>,
+    additional: Vec<Record>,
     /// Echo an OPT (with this extended RCODE byte) when the query had one.
     opt: Option<(Opt, u8)>,
 }
@@ -59,6 +60,7 @@ pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<
         query: None,
         answers: Vec::new(),
         authority: Vec::new(),
+        additional: Vec::new(),
         opt: None,
     };
     if header.op_code() != OpCode::Query {
@@ -79,8 +81,8 @@ pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<
     };
 
     let key = lookup_key(question.name());
-    let found = records.lookup(&key);
-    reply.header.set_authoritative(found != Lookup::OutOfZone);
+    let outcome = records.resolve(&key, u16::from(question.query_type()));
+    reply.header.set_authoritative(outcome != Outcome::NotOurs);
     if let Some(opt) = opt {
         if opt.version != 0 {
             reply.opt = Some((opt, (u16::from(ResponseCode::BADVERS) >> 4) as u8));
@@ -96,39 +98,54 @@ pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<
         return encode(reply.rcode(ResponseCode::Refused), transport);
     }
 
-    let qname = question.name().clone();
-    let qtype = question.query_type();
-    let any = qtype == RecordType::ANY;
-    match found {
-        Lookup::OutOfZone => return encode(reply.rcode(ResponseCode::Refused), transport),
-        Lookup::A { ttl, addrs } if qtype == RecordType::A || any => {
-            reply.answers = addrs
-                .iter()
-                .map(|a| Record::from_rdata(qname.clone(), ttl, RData::A(A(*a))))
-                .collect();
-        }
-        Lookup::Apex if qtype == RecordType::SOA || qtype == RecordType::NS || any => {
-            let soa = soa_record(records, qname.clone())?;
-            let ns = Record::from_rdata(
-                qname,
-                records.ttl,
-                RData::NS(NS(name(&records.soa_mname())?)),
-            );
-            reply.answers = match qtype {
-                RecordType::SOA => vec![soa],
-                RecordType::NS => vec![ns],
-                _ => vec![soa, ns],
-            };
-        }
-        Lookup::NxDomain => {
-            reply.header.set_response_code(ResponseCode::NXDomain);
-            reply.authority = vec![soa_record(records, name(&records.zone)?)?];
-        }
-        Lookup::A { .. } | Lookup::Apex | Lookup::EmptyNonTerminal => {
-            reply.authority = vec![soa_record(records, name(&records.zone)?)?];
-        }
+    let res = match outcome {
+        Outcome::NotOurs => return encode(reply.rcode(ResponseCode::Refused), transport),
+        Outcome::Answer(res) => res,
+    };
+    let qname = question.name();
+    reply.answers = res
+        .answers
+        .iter()
+        .map(|rr| record(records, qname, rr))
+        .collect::<Option<_>>()?;
+    reply.additional = res
+        .additional
+        .iter()
+        .map(|rr| record(records, qname, rr))
+        .collect::<Option<_>>()?;
+    reply.header.set_response_code(match res.rcode {
+        Rcode::NoError => ResponseCode::NoError,
+        Rcode::NxDomain => ResponseCode::NXDomain,
+        Rcode::ServFail => ResponseCode::ServFail,
+    });
+    if reply.answers.is_empty() {
+        reply.authority = vec![soa_record(records, &res.zone, name(&res.zone)?)?];
     }
     encode(reply, transport)
+}
+
+/// One record of the model as hickory's: owner `None` is the question's name as spelled.
+fn record(records: &Records, qname: &Name, rr: &Rr) -> Option<Record> {
+    let owner = match &rr.owner {
+        None => qname.clone(),
+        Some(owner) => name(owner)?,
+    };
+    let data = match &rr.data {
+        RData::A(ip) => HRData::A(A(*ip)),
+        RData::Aaaa(ip) => HRData::AAAA(AAAA(*ip)),
+        RData::Cname(target) => HRData::CNAME(CNAME(name(target)?)),
+        RData::Ns(target) => HRData::NS(NS(name(target)?)),
+        RData::Ptr(target) => HRData::PTR(PTR(name(target)?)),
+        RData::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => HRData::SRV(SRV::new(*priority, *weight, *port, name(target)?)),
+        RData::Txt(text) => HRData::TXT(TXT::new(vec![text.clone()])),
+        RData::Soa(zone) => return soa_record(records, zone, owner),
+    };
+    Some(Record::from_rdata(owner, rr.ttl, data))
 }
 
 impl Reply {
@@ -188,17 +205,22 @@ fn name(text: &str) -> Option<Name> {
     Name::from_ascii(text).ok()
 }
 
-fn soa_record(records: &Records, owner: Name) -> Option<Record> {
+/// The SOA of `zone` (a served zone, lower-case) owned by `owner`.
+fn soa_record(records: &Records, zone: &str, owner: Name) -> Option<Record> {
     let soa = SOA::new(
-        name(&records.soa_mname())?,
-        name(&records.soa_rname())?,
+        name(&Records::soa_mname_of(zone))?,
+        name(&Records::soa_rname_of(zone))?,
         records.serial,
         SOA_REFRESH as i32,
         SOA_RETRY as i32,
         SOA_EXPIRE as i32,
         records.ttl,
     );
-    Some(Record::from_rdata(owner, records.ttl, RData::SOA(soa)))
+    Some(Record::from_rdata(
+        owner,
+        records.soa_ttl(),
+        HRData::SOA(soa),
+    ))
 }
 
 /// Encodes `reply`; when it exceeds the transport's limit, encodes it again truncated
@@ -217,6 +239,7 @@ fn encode(mut reply: Reply, transport: Transport) -> Option<Response> {
     reply.header.set_truncated(true);
     reply.answers.clear();
     reply.authority.clear();
+    reply.additional.clear();
     let bytes = encode_sections(&mut reply)?;
     Some(Response { bytes, rcode })
 }
@@ -226,14 +249,21 @@ fn encode_sections(reply: &mut Reply) -> Option<Vec<u8>> {
     header.set_query_count(u16::from(reply.query.is_some()));
     header.set_answer_count(u16::try_from(reply.answers.len()).ok()?);
     header.set_name_server_count(u16::try_from(reply.authority.len()).ok()?);
-    header.set_additional_count(u16::from(reply.opt.is_some()));
+    header.set_additional_count(
+        u16::try_from(reply.additional.len()).ok()? + u16::from(reply.opt.is_some()),
+    );
     let mut bytes = Vec::with_capacity(512);
     let mut encoder = BinEncoder::new(&mut bytes);
     header.emit(&mut encoder).ok()?;
     if let Some(q) = &reply.query {
         q.emit(&mut encoder).ok()?;
     }
-    for record in reply.answers.iter().chain(&reply.authority) {
+    for record in reply
+        .answers
+        .iter()
+        .chain(&reply.authority)
+        .chain(&reply.additional)
+    {
         record.emit(&mut encoder).ok()?;
     }
     if let Some((opt, ext_rcode)) = &reply.opt {

@@ -8,10 +8,7 @@ use crate::snapshot;
 
 fn sample() -> Records {
     let loaded = snapshot::parse("sample", snapshot::EMBEDDED).unwrap_or_else(|e| panic!("{e}"));
-    let settings = Settings {
-        zone: "cluster.local.".into(),
-        ttl: 5,
-    };
+    let settings = Settings::new("cluster.local", 5);
     build(&loaded.cluster, &settings, 1_700_000_000).0
 }
 
