@@ -1,13 +1,15 @@
-//! The A records a snapshot should yield, computed from the YAML independently of the agent (a test oracle).
+//! The A and AAAA records a snapshot should yield, computed from the YAML independently of the agent (a test oracle).
 //!
 //! Needs only `std` and `serde_yaml`: `xtask bench` compiles this file too (`#[path]`) to build
 //! its query file. Rules (issue 2): a ClusterIP service gives `<svc>.<ns>.svc.<zone>.` its IPv4
 //! `spec.clusterIPs` (or `spec.clusterIP`); a headless one the ready IPv4 addresses of the
 //! EndpointSlices labelled `kubernetes.io/service-name: <svc>` in its namespace, deduplicated and
 //! sorted; ExternalName services and headless ones without a ready address give nothing.
+//! AAAA (issue 3): the same with the IPv6 entries and `addressType: IPv6` slices.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use serde::Deserialize as _;
 use serde_yaml::Value;
@@ -18,6 +20,22 @@ pub type ARecords = BTreeMap<String, Vec<Ipv4Addr>>;
 /// Computes the A records of `yaml` (multi-document YAML and/or `List`s) for `zone`
 /// (e.g. `cluster.local`). Objects that are not Services or EndpointSlices are ignored.
 pub fn a_records(yaml: &str, zone: &str) -> Result<ARecords, String> {
+    address_records(yaml, zone, "IPv4")
+}
+
+/// Lower-case FQDN with a trailing dot -> IPv6 addresses in ascending order.
+pub type AaaaRecords = BTreeMap<String, Vec<Ipv6Addr>>;
+
+/// Computes the AAAA records of the service names of `yaml` for `zone`, like [`a_records`].
+pub fn aaaa_records(yaml: &str, zone: &str) -> Result<AaaaRecords, String> {
+    address_records(yaml, zone, "IPv6")
+}
+
+fn address_records<T: FromStr + Ord + Clone>(
+    yaml: &str,
+    zone: &str,
+    address_type: &str,
+) -> Result<BTreeMap<String, Vec<T>>, String> {
     let zone = zone.trim_end_matches('.').to_ascii_lowercase();
     let mut objects = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
@@ -30,7 +48,7 @@ pub fn a_records(yaml: &str, zone: &str) -> Result<ARecords, String> {
             objects.push(value);
         }
     }
-    let mut out = ARecords::new();
+    let mut out = BTreeMap::new();
     for svc in objects
         .iter()
         .filter(|o| str_at(o, &["kind"]) == Some("Service"))
@@ -48,7 +66,7 @@ pub fn a_records(yaml: &str, zone: &str) -> Result<ARecords, String> {
                     && namespace(o) == ns
                     && str_at(o, &["metadata", "labels", "kubernetes.io/service-name"])
                         == Some(name)
-                    && str_at(o, &["addressType"]) == Some("IPv4")
+                    && str_at(o, &["addressType"]) == Some(address_type)
             }) {
                 let Some(Value::Sequence(endpoints)) = slice.get("endpoints") else {
                     continue;
@@ -63,20 +81,14 @@ pub fn a_records(yaml: &str, zone: &str) -> Result<ARecords, String> {
                         continue;
                     }
                     if let Some(Value::Sequence(list)) = ep.get("addresses") {
-                        addrs.extend(
-                            list.iter()
-                                .filter_map(|a| a.as_str()?.parse::<Ipv4Addr>().ok()),
-                        );
+                        addrs.extend(list.iter().filter_map(|a| a.as_str()?.parse::<T>().ok()));
                     }
                 }
             }
         } else {
             match svc.get("spec").and_then(|s| s.get("clusterIPs")) {
                 Some(Value::Sequence(list)) if !list.is_empty() => {
-                    addrs.extend(
-                        list.iter()
-                            .filter_map(|a| a.as_str()?.parse::<Ipv4Addr>().ok()),
-                    );
+                    addrs.extend(list.iter().filter_map(|a| a.as_str()?.parse::<T>().ok()));
                 }
                 _ => {
                     if let Some(ip) =

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dns_agent_tests::expected::{self, ARecords};
+use dns_agent_tests::expected::{self, ARecords, AaaaRecords};
 use dns_agent_tests::netns::{Process, Topology};
 
 const METRICS_ADDR: &str = "127.0.0.1:9153";
@@ -56,6 +56,14 @@ fn sample_records() -> ARecords {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     expected::a_records(&text, "cluster.local")
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn sample_aaaa_records() -> AaaaRecords {
+    let path = sample_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    expected::aaaa_records(&text, "cluster.local")
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -739,7 +747,7 @@ fn mixed_case(name: &str) -> String {
 }
 
 /// The query set of the kernel/userspace comparison.
-fn queries(records: &ARecords) -> Vec<Query> {
+fn queries(records: &ARecords, aaaa: &AaaaRecords) -> Vec<Query> {
     use Tool::{Dig, Kdig};
     let (kernel, too_big): (Vec<_>, Vec<_>) = records
         .iter()
@@ -819,8 +827,15 @@ fn queries(records: &ARecords) -> Vec<Query> {
                 },
             ));
         }
-        // Other types of an existing name: NODATA from userspace.
-        for (tool, qtype) in [(Dig, "AAAA"), (Dig, "TXT"), (Kdig, "AAAA"), (Dig, "MX")] {
+        // Other types of an existing name from userspace: its AAAA records (dual-stack
+        // services, issue 3), NODATA for the rest.
+        let v6 = aaaa.get(name.as_str()).map_or(0, Vec::len);
+        for (tool, qtype, answers) in [
+            (Dig, "AAAA", v6),
+            (Dig, "TXT", 0),
+            (Kdig, "AAAA", v6),
+            (Dig, "MX", 0),
+        ] {
             qs.push(Query::new(
                 tool,
                 name,
@@ -829,7 +844,7 @@ fn queries(records: &ARecords) -> Vec<Query> {
                 Expect::Passed {
                     reason: "qtype",
                     status: "NOERROR",
-                    answers: 0,
+                    answers,
                     tc: false,
                 },
             ));
@@ -845,12 +860,24 @@ fn queries(records: &ARecords) -> Vec<Query> {
     for name in [
         "nosuch.default.svc.cluster.local.",
         "warming.demo.svc.cluster.local.",
-        "search.demo.svc.cluster.local.",
         "WEB.nosuchns.svc.cluster.local.",
     ] {
         qs.push(Query::new(Dig, name, "A", &[], miss("NXDOMAIN")));
         qs.push(Query::new(Kdig, name, "A", &[], miss("NXDOMAIN")));
     }
+    // ExternalName (issue 3): the CNAME from userspace.
+    qs.push(Query::new(
+        Dig,
+        "search.demo.svc.cluster.local.",
+        "A",
+        &[],
+        Expect::Passed {
+            reason: "miss",
+            status: "NOERROR",
+            answers: 1,
+            tc: false,
+        },
+    ));
     qs.push(Query::new(
         Dig,
         "svc.cluster.local.",
@@ -977,7 +1004,7 @@ fn sample_snapshot_yields_the_documented_records() {
 #[test]
 fn kernel_and_userspace_answer_identically() {
     let records = sample_records();
-    let qs = queries(&records);
+    let qs = queries(&records, &sample_aaaa_records());
     let probe = (
         "web.default.svc.cluster.local.",
         "10.96.10.20".parse().expect("address"),
@@ -1104,7 +1131,8 @@ fn glibc_resolves_service_names() {
         ("web.default.svc.cluster.local", vec!["10.96.10.20"]),
         ("web", vec!["10.96.10.20"]),
         ("db.demo", vec!["10.244.1.11", "10.244.2.12", "10.244.3.14"]),
-        ("api.demo.svc", vec!["10.96.20.30"]),
+        // Dual-stack: glibc asks A and AAAA and gets both (issue 3).
+        ("api.demo.svc", vec!["10.96.20.30", "fd00:10:96::2030"]),
     ] {
         let out = topo
             .exec_in_pod("getent", &["ahosts", query])
