@@ -1,4 +1,4 @@
-//! Wiring: snapshot → records → kernel dataplane → listeners and metrics, and the orderly stop.
+//! Wiring: snapshot or API watchers → records → kernel dataplane → listeners and metrics, and the orderly stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,8 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::cli::{Config, KernelConfig, SnapshotSource};
 use crate::cluster::Cluster;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
+use crate::k8s::{self, K8sError, WatchConfig};
 use crate::metrics::{KernelStatsFn, Metrics, MetricsError, MetricsHandle, MetricsServer};
-use crate::records::{self, Records, SharedRecords};
+use crate::records::{self, PodMode, Records, SharedRecords};
 use crate::server::{DnsServer, ServerConfig, ServerError, ServerHandle};
 use crate::snapshot::{self, SnapshotError};
 
@@ -24,6 +25,10 @@ pub enum AppError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Kubernetes(#[from] K8sError),
+    #[error("the records come from the API server: there is no snapshot to reload")]
+    NoSnapshot,
 }
 
 /// The kernel dataplane, shared with the metrics endpoint that reads its counters.
@@ -31,13 +36,23 @@ type SharedDataplane = Arc<Mutex<Dataplane>>;
 
 /// A running agent.
 pub struct App {
-    snapshot: SnapshotSource,
-    settings: records::Settings,
+    /// `None` when the API server is the source.
+    snapshot: Option<SnapshotSource>,
+    updater: Arc<Updater>,
     records: SharedRecords,
     metrics: Arc<Metrics>,
     dns: ServerHandle,
     dns_addrs: Vec<SocketAddr>,
     metrics_server: Option<(MetricsHandle, SocketAddr)>,
+    dataplane: Option<SharedDataplane>,
+    watch: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What turns a cluster state into served records; shared with the API watchers.
+struct Updater {
+    settings: records::Settings,
+    records: SharedRecords,
+    metrics: Arc<Metrics>,
     dataplane: Option<SharedDataplane>,
 }
 
@@ -57,10 +72,16 @@ impl App {
     /// and fills its map, then starts serving. Every socket is bound before anything is
     /// attached; an error after attaching detaches again before returning.
     pub async fn start(config: Config) -> Result<App, AppError> {
-        let loaded = snapshot::load(&config.snapshot)?;
+        // A snapshot is complete at once; the API server's objects arrive after the start.
+        let (cluster, client) = match &config.api {
+            None => (snapshot::load(&config.snapshot)?.cluster, None),
+            Some(source) => (Cluster::default(), Some(k8s::client(source).await?)),
+        };
+        let synced = client.is_none();
         let mut settings = records::Settings::new(&config.zone, config.ttl);
         settings.dns_ips = config.service_ips.iter().map(|ip| (*ip).into()).collect();
-        let (records, notes) = records::build(&loaded.cluster, &settings, unix_now());
+        let (mut records, notes) = records::build(&cluster, &settings, unix_now());
+        records.synced = synced;
         for note in notes {
             log::warn!("{note}");
         }
@@ -78,6 +99,7 @@ impl App {
         };
         let metrics = Arc::new(Metrics::default());
         metrics.set_records_a(records.a.len());
+        metrics.set_ready(synced);
 
         let dataplane = match &config.kernel {
             Some(kernel) => Some(start_dataplane(kernel, &config, dns.port(), &records)?),
@@ -119,15 +141,38 @@ impl App {
         );
         let records = SharedRecords::new(records);
         let dns = dns.spawn(records.clone(), Arc::clone(&metrics));
-        Ok(App {
-            snapshot: config.snapshot,
+        let updater = Arc::new(Updater {
             settings,
+            records: records.clone(),
+            metrics: Arc::clone(&metrics),
+            dataplane: dataplane.clone(),
+        });
+        let watch = client.map(|client| {
+            log::info!("watching the API server; not ready until every kind is listed");
+            let up = Arc::clone(&updater);
+            let sink: k8s::Sink = Arc::new(move |cluster: &Cluster, synced: bool| {
+                if let Err(e) = up.update(cluster, synced) {
+                    log::error!("{e}; still serving the previous records");
+                }
+            });
+            k8s::spawn(
+                client,
+                &WatchConfig {
+                    pods: updater.settings.pods == PodMode::Verified,
+                },
+                sink,
+            )
+        });
+        Ok(App {
+            snapshot: config.api.is_none().then_some(config.snapshot),
+            updater,
             records,
             metrics,
             dns,
             dns_addrs,
             metrics_server,
             dataplane,
+            watch,
         })
     }
 
@@ -165,8 +210,59 @@ impl App {
     }
 
     /// Like [`App::update`], with `synced` false while a live source has not completed its
-    /// first list (answers that would be NXDOMAIN are then SERVFAIL).
+    /// first list (answers that would be NXDOMAIN are then SERVFAIL, and `/ready` says 503).
     pub fn update_synced(&self, cluster: &Cluster, synced: bool) -> Result<bool, AppError> {
+        self.updater.update(cluster, synced)
+    }
+
+    /// Reads the snapshot again (SIGHUP) and serves what it yields; on error the previous
+    /// records stay in service. Returns whether anything changed.
+    pub fn reload(&self) -> Result<bool, AppError> {
+        let source = self.snapshot.as_ref().ok_or(AppError::NoSnapshot)?;
+        let loaded = snapshot::load(source)?;
+        self.update(&loaded.cluster)
+    }
+
+    /// Stops the API watchers, the metrics endpoint and the listeners, then detaches the
+    /// kernel programs.
+    pub async fn stop(self) {
+        if let Some(watch) = self.watch {
+            watch.abort();
+            let _ = watch.await;
+        }
+        drop(self.updater);
+        if let Some((handle, _)) = self.metrics_server {
+            handle.stop().await;
+        }
+        self.dns.stop().await;
+        if let Some(dp) = self.dataplane {
+            match Arc::try_unwrap(dp) {
+                Ok(dp) => {
+                    drop(dp.into_inner().unwrap_or_else(PoisonError::into_inner));
+                    log::info!("kernel programs detached");
+                }
+                Err(_) => {
+                    log::warn!("kernel dataplane still referenced: it detaches when released")
+                }
+            }
+        }
+    }
+}
+
+impl Updater {
+    /// Recomputes the records from `cluster` and serves them: the kernel map first, then
+    /// userspace. `synced`: the cluster is complete (readiness). Returns whether anything
+    /// changed (the serial moves only then).
+    fn update(&self, cluster: &Cluster, synced: bool) -> Result<bool, AppError> {
+        let result = self.rebuild(cluster, synced);
+        if result.is_ok() {
+            // Ready once records built from a complete cluster are served.
+            self.metrics.set_ready(synced);
+        }
+        result
+    }
+
+    fn rebuild(&self, cluster: &Cluster, synced: bool) -> Result<bool, AppError> {
         let prev = self.records.load();
         let (mut new, notes) = records::build(cluster, &self.settings, prev.serial);
         new.synced = synced;
@@ -191,32 +287,6 @@ impl App {
         log::info!("serving {} A records, serial {}", new.a.len(), new.serial);
         self.records.store(new);
         Ok(true)
-    }
-
-    /// Reads the snapshot again (SIGHUP) and serves what it yields; on error the previous
-    /// records stay in service. Returns whether anything changed.
-    pub fn reload(&self) -> Result<bool, AppError> {
-        let loaded = snapshot::load(&self.snapshot)?;
-        self.update(&loaded.cluster)
-    }
-
-    /// Stops the metrics endpoint and the listeners, then detaches the kernel programs.
-    pub async fn stop(self) {
-        if let Some((handle, _)) = self.metrics_server {
-            handle.stop().await;
-        }
-        self.dns.stop().await;
-        if let Some(dp) = self.dataplane {
-            match Arc::try_unwrap(dp) {
-                Ok(dp) => {
-                    drop(dp.into_inner().unwrap_or_else(PoisonError::into_inner));
-                    log::info!("kernel programs detached");
-                }
-                Err(_) => {
-                    log::warn!("kernel dataplane still referenced: it detaches when released")
-                }
-            }
-        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::dataplane::{AttachMode, KernelProgram};
+use crate::k8s::ApiSource;
 
 /// Most service addresses the kernel program matches (`DNS_CONFIG`).
 pub const MAX_SERVICE_IPS: usize = dns_common::config::MAX_SERVICE_IPV4;
@@ -21,6 +22,17 @@ pub struct Cli {
     /// Without it the agent serves an embedded sample snapshot.
     #[arg(long, value_name = "FILE")]
     pub snapshot: Option<PathBuf>,
+
+    /// Kubeconfig file whose current context names the API server to watch (Corefile
+    /// `kubeconfig`). Without it, --apiserver and --snapshot, the agent watches the API server
+    /// of the cluster it runs in when KUBERNETES_SERVICE_HOST is set.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// URL of the API server to watch (Corefile `apiserver`); with --kubeconfig it replaces the
+    /// context's server, alone it is used without credentials (e.g. `kubectl proxy`).
+    #[arg(long, value_name = "URL")]
+    pub apiserver: Option<String>,
 
     /// Network interface to attach the kernel program to (repeatable).
     #[arg(long = "attach", value_name = "IFACE")]
@@ -108,6 +120,9 @@ pub enum SnapshotSource {
     Text { origin: String, yaml: String },
 }
 
+/// Environment variable whose presence means the agent runs in a pod of the cluster.
+pub const IN_CLUSTER_ENV: &str = "KUBERNETES_SERVICE_HOST";
+
 /// The kernel side of the configuration; absent when the agent answers in userspace only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelConfig {
@@ -120,6 +135,8 @@ pub struct KernelConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub snapshot: SnapshotSource,
+    /// Watch this API server instead of serving `snapshot`.
+    pub api: Option<ApiSource>,
     /// Lower-case, with a trailing dot: `cluster.local.`.
     pub zone: String,
     pub ttl: u32,
@@ -139,6 +156,7 @@ impl Config {
     pub fn userspace(snapshot: SnapshotSource, service_ips: Vec<Ipv4Addr>) -> Self {
         Config {
             snapshot,
+            api: None,
             zone: "cluster.local.".to_owned(),
             ttl: 5,
             service_ips,
@@ -165,16 +183,26 @@ pub enum ConfigError {
         "--dns-port 0 cannot be matched by the kernel program: pick a port or add --no-kernel"
     )]
     KernelPortZero,
+    #[error("--snapshot cannot be combined with --{0}: serve either a snapshot or the API server")]
+    SnapshotAndApi(&'static str),
+    #[error("{0}")]
+    ApiServer(String),
 }
 
 impl Cli {
     /// Checks every value and builds the configuration. Interfaces are checked against
     /// `/sys/class/net`, so nothing is attached when one of them does not exist.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        self.into_config_with(Path::new("/sys/class/net"))
+        let in_cluster = std::env::var_os(IN_CLUSTER_ENV).is_some_and(|v| !v.is_empty());
+        self.into_config_with(Path::new("/sys/class/net"), in_cluster)
     }
 
-    fn into_config_with(self, sys_class_net: &Path) -> Result<Config, ConfigError> {
+    fn into_config_with(
+        self,
+        sys_class_net: &Path,
+        in_cluster: bool,
+    ) -> Result<Config, ConfigError> {
+        let api = self.api_source(in_cluster)?;
         let zone = normalize_zone(&self.zone)?;
         if self.ttl > i32::MAX as u32 {
             return Err(ConfigError::Ttl(self.ttl));
@@ -219,6 +247,7 @@ impl Cli {
             })
         };
         Ok(Config {
+            api,
             snapshot: match self.snapshot {
                 Some(path) => SnapshotSource::File(path),
                 None => SnapshotSource::Embedded,
@@ -231,6 +260,32 @@ impl Cli {
             kernel,
             tcp_idle_timeout: DEFAULT_TCP_IDLE,
         })
+    }
+}
+
+impl Cli {
+    /// `--kubeconfig`/`--apiserver`, or the in-cluster configuration when neither they nor
+    /// `--snapshot` are given and the agent runs in a pod.
+    fn api_source(&self, in_cluster: bool) -> Result<Option<ApiSource>, ConfigError> {
+        let given = self.kubeconfig.is_some() || self.apiserver.is_some();
+        if self.snapshot.is_some() {
+            if self.kubeconfig.is_some() {
+                return Err(ConfigError::SnapshotAndApi("kubeconfig"));
+            }
+            if self.apiserver.is_some() {
+                return Err(ConfigError::SnapshotAndApi("apiserver"));
+            }
+            return Ok(None);
+        }
+        if !given && !in_cluster {
+            return Ok(None);
+        }
+        let source = ApiSource {
+            kubeconfig: self.kubeconfig.clone(),
+            apiserver: self.apiserver.clone(),
+        };
+        crate::k8s::check(&source).map_err(|e| ConfigError::ApiServer(e.to_string()))?;
+        Ok(Some(source))
     }
 }
 
@@ -308,8 +363,71 @@ mod tests {
         let mut argv = vec!["dns-agent"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| one_line(&e))?;
-        cli.into_config_with(Path::new("/sys/class/net"))
+        cli.into_config_with(Path::new("/sys/class/net"), false)
             .map_err(|e| e.to_string())
+    }
+
+    fn parse_in_cluster(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["dns-agent"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| one_line(&e))?;
+        cli.into_config_with(Path::new("/sys/class/net"), true)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn api_sources() {
+        assert_eq!(
+            parse(&[]).expect("defaults").api,
+            None,
+            "outside a pod: the sample"
+        );
+        let c = parse_in_cluster(&[]).expect("in a pod");
+        assert_eq!(
+            c.api,
+            Some(ApiSource::default()),
+            "in a pod: in-cluster config"
+        );
+        let c = parse_in_cluster(&["--snapshot", "/x.yaml"]).expect("snapshot in a pod");
+        assert_eq!(c.api, None, "--snapshot wins over the pod's API server");
+        let c = parse(&["--kubeconfig", "/k.yaml"]).expect("kubeconfig");
+        assert_eq!(
+            c.api,
+            Some(ApiSource {
+                kubeconfig: Some("/k.yaml".into()),
+                apiserver: None
+            })
+        );
+        let c =
+            parse(&["--apiserver", "http://127.0.0.1:8001", "--kubeconfig", "/k"]).expect("both");
+        assert_eq!(
+            c.api,
+            Some(ApiSource {
+                kubeconfig: Some("/k".into()),
+                apiserver: Some("http://127.0.0.1:8001".into())
+            })
+        );
+        for (args, err) in [
+            (
+                &["--snapshot", "/x.yaml", "--apiserver", "http://a"][..],
+                "--snapshot cannot be combined with --apiserver: serve either a snapshot or the API server",
+            ),
+            (
+                &["--kubeconfig", "/k", "--snapshot", "/x.yaml"][..],
+                "--snapshot cannot be combined with --kubeconfig: serve either a snapshot or the API server",
+            ),
+            (
+                &["--apiserver", "ftp://a"][..],
+                "--apiserver \"ftp://a\" is not a URL: the scheme must be http:// or https://",
+            ),
+            (
+                &["--apiserver", "http://"][..],
+                "--apiserver \"http://\" is not a URL: ",
+            ),
+        ] {
+            let got = parse(args).expect_err(&format!("{args:?} must fail"));
+            assert!(got.starts_with(err), "{args:?}: got {got:?}, want {err:?}");
+        }
     }
 
     #[test]

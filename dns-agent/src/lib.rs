@@ -4,6 +4,7 @@ pub mod app;
 pub mod cli;
 pub mod cluster;
 pub mod dataplane;
+pub mod k8s;
 pub mod metrics;
 pub mod records;
 pub mod server;

@@ -1,10 +1,10 @@
 //! Prometheus text metrics: userspace counters (atomics), kernel counters read at scrape time, and
-//! a minimal HTTP/1.1 server for `GET /metrics`.
+//! a minimal HTTP/1.1 server for `GET /metrics` and `GET /ready`.
 
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ pub struct Metrics {
     responses: [AtomicU64; RCODES.len()],
     records_a: AtomicU64,
     kernel_attachments: AtomicU64,
+    /// Whether the records are complete (`GET /ready`); false until [`Metrics::set_ready`].
+    ready: AtomicBool,
 }
 
 impl Metrics {
@@ -63,6 +65,16 @@ impl Metrics {
 
     pub fn set_records_a(&self, n: usize) {
         self.records_a.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Marks the agent ready (every source listed completely) or not: `GET /ready` answers 200
+    /// or 503.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     pub fn set_kernel_attachments(&self, n: usize) {
@@ -262,9 +274,14 @@ async fn serve(
             });
             ("200 OK", metrics.render(counters.as_ref()))
         }
+        ("GET" | "HEAD", "/ready") if metrics.ready() => ("200 OK", "ready\n".to_owned()),
+        ("GET" | "HEAD", "/ready") => (
+            "503 Service Unavailable",
+            "not ready: the cluster objects are not listed yet\n".to_owned(),
+        ),
         ("GET" | "HEAD", _) => (
             "404 Not Found",
-            "not found: the metrics are at /metrics\n".to_owned(),
+            "not found: the metrics are at /metrics, readiness at /ready\n".to_owned(),
         ),
         _ => ("405 Method Not Allowed", "only GET is served\n".to_owned()),
     };

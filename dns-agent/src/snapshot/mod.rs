@@ -15,7 +15,7 @@ use serde_yaml::Value;
 use crate::cli::SnapshotSource;
 use crate::cluster::{Cluster, ObjectKey};
 
-pub use validate::SERVICE_NAME_LABEL;
+pub use validate::{check_endpoint_slice, check_service, SERVICE_NAME_LABEL};
 
 /// The sample snapshot served when no `--snapshot` is given.
 pub const EMBEDDED: &str = include_str!("../../snapshots/sample.yaml");
