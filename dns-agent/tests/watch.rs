@@ -477,3 +477,81 @@ async fn a_snapshot_is_ready_at_once_and_reloads_while_the_api_cannot() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn large_lists_come_in_pages() {
+    let api = FakeApi::start().await;
+    api.apply(namespace("default"));
+    for i in 0..1200u32 {
+        api.apply(service(
+            "default",
+            &format!("svc-{i}"),
+            &format!("10.96.{}.{}", i / 250, i % 250 + 1),
+        ));
+    }
+    let app = agent(&api).await;
+    until_ready(&app).await;
+    until_answers(&app, "svc-0.default.svc.cluster.local.", &["10.96.0.1"]).await;
+    until_answers(
+        &app,
+        "svc-1199.default.svc.cluster.local.",
+        &["10.96.4.200"],
+    )
+    .await;
+    let served = app
+        .records()
+        .load()
+        .a
+        .keys()
+        .filter(|n| n.ends_with(".default.svc.cluster.local."))
+        .count();
+    assert_eq!(served, 1200, "every page's Services served");
+    assert_eq!(
+        api.requests(Resource::Services).0,
+        3,
+        "1200 Services in pages of 500"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_kubeconfig_names_the_api_server() {
+    let api = cluster().await;
+    let dir = std::env::temp_dir().join(format!("dns-agent-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n\
+             users:\n- name: agent\n  user:\n    token: not-checked\n\
+             contexts:\n- name: test\n  context:\n    cluster: test\n    user: agent\n\
+             current-context: test\n",
+            api.url()
+        ),
+    )
+    .expect("kubeconfig written");
+    init_log();
+    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+    c.api = Some(ApiSource {
+        kubeconfig: Some(path.clone()),
+        apiserver: None,
+    });
+    let app = App::start(c.clone()).await.expect("agent starts");
+    until_answers(&app, WEB, &["10.96.0.20"]).await;
+    app.stop().await;
+
+    c.api = Some(ApiSource {
+        kubeconfig: Some(dir.join("missing")),
+        apiserver: None,
+    });
+    let err = App::start(c)
+        .await
+        .err()
+        .expect("a missing kubeconfig fails the start")
+        .to_string();
+    let want = format!("--kubeconfig {}: ", dir.join("missing").display());
+    assert!(err.starts_with(&want), "got {err:?}, want {want:?}...");
+    assert!(!err.contains('\n'), "one line: {err:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,7 +24,7 @@ pub use client::{check, client, config, ApiSource, K8sError};
 /// After a change, further events are awaited this long before the records are rebuilt...
 pub const COALESCE_QUIET: Duration = Duration::from_millis(5);
 /// ...but never longer than this after the first one.
-pub const COALESCE_MAX: Duration = Duration::from_millis(100);
+pub const COALESCE_MAX: Duration = Duration::from_millis(20);
 
 /// What to watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,7 +243,9 @@ async fn run(mut streams: SelectAll<BoxStream<'static, Item>>, mut state: State,
         match done {
             Ok(cluster) => state.cluster = cluster,
             Err(e) => {
-                log::error!("applying the cluster state failed: {e}; watching again from scratch");
+                log::error!(
+                    "applying the cluster state failed: {e}; watching stopped, the last records stay served"
+                );
                 return;
             }
         }
