@@ -274,9 +274,18 @@ impl Updater {
         }
         new.serial = records::next_serial(&prev, &new, unix_now());
         if let Some(dp) = &self.dataplane {
-            let report = lock(dp).sync_a(&new.a)?;
+            let mut dp = lock(dp);
+            let report = dp.sync_a(&new.a)?;
             log::info!(
                 "kernel map synced: {} inserted, {} updated, {} removed, {} userspace only",
+                report.inserted,
+                report.updated,
+                report.removed,
+                report.userspace_only
+            );
+            let report = dp.sync_aaaa(&new.aaaa)?;
+            log::info!(
+                "kernel AAAA map synced: {} inserted, {} updated, {} removed, {} userspace only",
                 report.inserted,
                 report.updated,
                 report.removed,
@@ -308,6 +317,12 @@ fn start_dataplane(
     let report = dp.sync_a(&records.a)?;
     log::info!(
         "kernel map filled: {} names ({} left to userspace)",
+        report.inserted + report.updated,
+        report.userspace_only
+    );
+    let report = dp.sync_aaaa(&records.aaaa)?;
+    log::info!(
+        "kernel AAAA map filled: {} names ({} left to userspace)",
         report.inserted + report.updated,
         report.userspace_only
     );

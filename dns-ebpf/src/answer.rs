@@ -3,21 +3,17 @@
 //! Checksums are summed over little-endian loads (RFC 1071 §2(B): byte order only swaps the
 //! folded result, and storing it little-endian swaps it back), so wire bytes never need swapping.
 
-use dns_common::{
-    records::{ARecords, FLAG_USERSPACE_ONLY, MAX_ADDRS},
-    stats,
-};
+use dns_common::stats;
 
 use crate::{
     dns::{Found, Query},
     eth, ip,
     ip::Ipv4,
     packet::{read, write, Packet},
+    rrset::Rrset,
     udp::Udp,
 };
 
-/// Size of one answer: `C0 0C | type | class | TTL | RDLENGTH | address`.
-const ANSWER_LEN: usize = 16;
 /// Size of the OPT record sent back (no options).
 const OPT_LEN: usize = 11;
 /// Response size limit without EDNS (RFC 1035).
@@ -41,17 +37,17 @@ fn halves(w: u64) -> u64 {
 
 /// Turns the query into the answer for `found`, resizing the packet; the caller sends it back.
 #[inline(always)]
-pub fn reply<P: Packet>(
+pub fn reply<P: Packet, R: Rrset>(
     p: &mut P,
     ip: &Ipv4,
     udp: &Udp,
     q: &Query,
-    found: &Found,
+    found: &Found<R>,
 ) -> Result<(), u32> {
     // SAFETY: a map value pointer stays valid for the whole program run.
-    let rec: &ARecords = unsafe { &*found.rec };
-    let n = rec.count as usize;
-    if rec.flags & FLAG_USERSPACE_ONLY != 0 || n > MAX_ADDRS {
+    let rec: &R = unsafe { &*found.rec };
+    let n = rec.count();
+    if rec.userspace_only() || n > R::MAX {
         return Err(stats::TOO_BIG);
     }
     if n == 0 {
@@ -59,7 +55,7 @@ pub fn reply<P: Packet>(
     }
     let opt_len = if q.has_opt { OPT_LEN } else { 0 };
     let tail_off = q.name_off + q.name_len;
-    let dns_len = tail_off - q.dns_off + 4 + n * ANSWER_LEN + opt_len;
+    let dns_len = tail_off - q.dns_off + 4 + n * R::ANSWER_LEN + opt_len;
     let limit = if q.has_opt && q.udp_size as usize > CLASSIC_UDP_SIZE {
         q.udp_size as usize
     } else {
@@ -96,19 +92,9 @@ pub fn reply<P: Packet>(
     sum += found.name_sum;
 
     // Everything after the name, summed as if it started at an even offset: QTYPE/QCLASS
-    // (unchanged, 00 01 00 01), the answers, the OPT.
-    let mut tail: u64 = 0x0100 + 0x0100;
-    let ttl = rec.ttl.to_be_bytes();
-    let w0 = u64::from_le_bytes([0xc0, 0x0c, 0, 1, 0, 1, ttl[0], ttl[1]]);
-    let w1_lo = u32::from_le_bytes([ttl[2], ttl[3], 0, 4]) as u64;
-    let w0_sum = halves(w0);
-    let mut off = tail_off + 4;
-    for &addr in rec.addrs_be.iter().take(n) {
-        let addr = addr as u64;
-        write(p, off, [w0, w1_lo | addr << 32])?;
-        tail += w0_sum + w1_lo + addr;
-        off += ANSWER_LEN;
-    }
+    // (unchanged: 00 01 or 00 1C, then 00 01), the answers (each of even length), the OPT.
+    let (off, answers_sum) = rec.write_answers(p, tail_off + 4, n)?;
+    let mut tail: u64 = q.qtype_be as u64 + 0x0100 + answers_sum;
     if q.has_opt {
         let size = q.udp_size.to_be_bytes();
         let do_bit = if q.dnssec_ok { 0x80 } else { 0 };

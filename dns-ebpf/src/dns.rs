@@ -2,18 +2,19 @@
 
 use dns_common::{
     name::{hash_finish, hash_start, hash_step, lower_word, MAX_NAME_LEN, NAME_WORDS},
-    records::{ARecords, NameKey},
+    records::NameKey,
     stats,
 };
 
 use crate::{
     packet::{opaque, read, Packet},
+    rrset::Rrset,
     udp::Udp,
-    DNS_A,
 };
 
 const HDR_LEN: usize = 12;
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 /// Largest offset of the DNS header: Ethernet, 802.1Q tag, IPv4 with options, UDP.
@@ -23,7 +24,7 @@ const MAX_LABELS: usize = 127;
 /// Most EDNS options looked at in one OPT record; more are left to userspace.
 const MAX_OPTIONS: usize = 16;
 
-/// An accepted question: class IN, type A, at most an EDNS(0) OPT besides.
+/// An accepted question: class IN, type A or AAAA, at most an EDNS(0) OPT besides.
 #[derive(Clone, Copy)]
 pub struct Query {
     /// Offset of the DNS header in the packet.
@@ -44,9 +45,19 @@ pub struct Query {
     pub udp_size: u16,
     /// DO bit of the OPT record.
     pub dnssec_ok: bool,
+    /// QTYPE as sent (wire byte order): A or AAAA.
+    pub qtype_be: u16,
 }
 
-/// Checks the message is a standard single-question query for an A record in class IN.
+impl Query {
+    /// Whether the question asks for AAAA records (else A).
+    #[inline(always)]
+    pub fn is_aaaa(&self) -> bool {
+        self.qtype_be == TYPE_AAAA.to_be()
+    }
+}
+
+/// Checks the message is a standard single-question query for an A or AAAA record in class IN.
 #[inline(always)]
 pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
     let dns_off = udp.off + 8;
@@ -90,6 +101,7 @@ pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
         has_opt: false,
         udp_size: 0,
         dnssec_ok: false,
+        qtype_be: qtype_qclass[0],
     };
     if arcount == 1 {
         parse_opt(p, rest, end, &mut q)?;
@@ -100,7 +112,7 @@ pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
     if u16::from_be(qtype_qclass[1]) != CLASS_IN {
         return Err(stats::NOT_CLASS_IN);
     }
-    if u16::from_be(qtype_qclass[0]) != TYPE_A {
+    if qtype_qclass[0] != TYPE_A.to_be() && qtype_qclass[0] != TYPE_AAAA.to_be() {
         return Err(stats::QTYPE);
     }
     Ok(q)
@@ -173,9 +185,9 @@ fn parse_opt<P: Packet>(p: &P, off: usize, end: usize, q: &mut Query) -> Result<
     Ok(())
 }
 
-/// A name found in `DNS_A`.
-pub struct Found {
-    pub rec: *const ARecords,
+/// A name found in the map of the asked type.
+pub struct Found<R> {
+    pub rec: *const R,
     /// Little-endian one's-complement partial sum of the name as sent (original case).
     pub name_sum: u64,
 }
@@ -183,7 +195,7 @@ pub struct Found {
 /// Loads the name once, lower-cases and hashes it a word at a time (exactly
 /// `dns_common::name::hash_words`), looks it up and verifies the stored name word by word.
 #[inline(always)]
-pub fn lookup<P: Packet>(p: &P, q: &Query) -> Result<Found, u32> {
+pub fn lookup<P: Packet, R: Rrset>(p: &P, q: &Query) -> Result<Found<R>, u32> {
     let len = q.name_len as u32;
     if len == 0 || len > MAX_NAME_LEN as u32 {
         return Err(stats::MALFORMED);
@@ -213,9 +225,9 @@ pub fn lookup<P: Packet>(p: &P, q: &Query) -> Result<Found, u32> {
     }
     // `NameKey { hash, len, _pad: 0 }` as two words: no 6-byte memset for the padding.
     let key: NameKey = bytemuck::cast([hash_finish(h, len as u16), len as u64]);
-    let rec = DNS_A.get_ptr(&key).ok_or(stats::MISS)?;
+    let rec = R::map().get_ptr(&key).ok_or(stats::MISS)?;
     // SAFETY: a map value pointer stays valid for the whole program run.
-    let stored = unsafe { &(*rec).name };
+    let stored = unsafe { (*rec).name() };
     let mut i = 0;
     while i < NAME_WORDS && i < nwords {
         // SAFETY: `i < nwords`, written above.

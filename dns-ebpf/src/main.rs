@@ -1,4 +1,4 @@
-//! dns-ebpf: the XDP and TC programs that answer A queries for cluster names from `DNS_A`.
+//! dns-ebpf: the XDP and TC programs that answer A and AAAA queries from `DNS_A` and `DNS_AAAA`.
 #![no_std]
 #![no_main]
 
@@ -7,6 +7,7 @@ mod dns;
 mod eth;
 mod ip;
 mod packet;
+mod rrset;
 mod stats;
 mod udp;
 
@@ -31,7 +32,12 @@ pub static DNS_CONFIG: Array<config::Config> = Array::with_max_entries(config::C
 pub static DNS_A: HashMap<records::NameKey, records::ARecords> =
     HashMap::with_max_entries(records::CAPACITY, BPF_F_NO_PREALLOC);
 
-/// Answers A queries for known names with `XDP_TX`; passes everything else untouched.
+/// The AAAA records, same key as `DNS_A` (written by the agent).
+#[map]
+pub static DNS_AAAA: HashMap<records::NameKey, records::AaaaRecords> =
+    HashMap::with_max_entries(records::AAAA_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Answers A and AAAA queries for known names with `XDP_TX`; passes everything else untouched.
 #[xdp]
 pub fn dns_xdp(ctx: XdpContext) -> u32 {
     xdp_verdict(try_answer(&mut Xdp(ctx)))
@@ -69,8 +75,14 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
     // (a TCP GSO packet is 64 KiB) would cost far more than it saves.
     p.linearize()?;
     let q = dns::parse(p, &udp)?;
-    let found = dns::lookup(p, &q)?;
-    answer::reply(p, &ip, &udp, &q, &found)
+    // One comparison, then only the map of the asked type.
+    if q.is_aaaa() {
+        let found = dns::lookup::<P, records::AaaaRecords>(p, &q)?;
+        answer::reply(p, &ip, &udp, &q, &found)
+    } else {
+        let found = dns::lookup::<P, records::ARecords>(p, &q)?;
+        answer::reply(p, &ip, &udp, &q, &found)
+    }
 }
 
 /// Swaps addresses and ports of a datagram for a service address, nothing else.

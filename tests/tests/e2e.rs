@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -380,8 +380,8 @@ enum Tool {
 /// What a query must get.
 #[derive(Clone, Debug)]
 enum Expect {
-    /// Answered by the kernel (when it runs) with these addresses, in this order.
-    Kernel(Vec<Ipv4Addr>),
+    /// Answered by the kernel (when it runs) with these addresses (A or AAAA), in this order.
+    Kernel(Vec<IpAddr>),
     /// Passed up by the kernel for `reason`, answered by userspace with `status`, `answers` records
     /// in the answer section and these extra header flags (e.g. "tc").
     Passed {
@@ -677,13 +677,14 @@ fn check_reply(q: &Query, r: &Reply) {
                 "{what}: want AA, no TC:\n{}",
                 r.text
             );
-            let got: Vec<Ipv4Addr> = r
+            let got: Vec<IpAddr> = r
                 .answer
                 .iter()
                 .map(|rr| {
                     assert!(
-                        rr.len() == 5 && rr[2] == "IN" && rr[3] == "A",
-                        "{what}: not an A record: {rr:?}"
+                        rr.len() == 5 && rr[2] == "IN" && rr[3] == q.qtype,
+                        "{what}: not an {} record: {rr:?}",
+                        q.qtype
                     );
                     assert_eq!(rr[0], qname, "{what}: owner name is not the question's");
                     assert_eq!(rr[1], TTL.to_string(), "{what}: TTL");
@@ -732,6 +733,11 @@ fn check_reply(q: &Query, r: &Reply) {
     }
 }
 
+/// A kernel answer with `addrs` (A or AAAA), in order.
+fn kernel_expect<A: Copy + Into<IpAddr>>(addrs: &[A]) -> Expect {
+    Expect::Kernel(addrs.iter().map(|&a| a.into()).collect())
+}
+
 /// Mixes the case of an ASCII name: every other letter upper-case.
 fn mixed_case(name: &str) -> String {
     name.chars()
@@ -759,13 +765,7 @@ fn queries(records: &ARecords, aaaa: &AaaaRecords) -> Vec<Query> {
     let mut qs = Vec::new();
     // Every kernel-answerable name, as dig sends it by default (EDNS with a COOKIE option).
     for (name, addrs) in &kernel {
-        qs.push(Query::new(
-            Dig,
-            name,
-            "A",
-            &[],
-            Expect::Kernel((*addrs).clone()),
-        ));
+        qs.push(Query::new(Dig, name, "A", &[], kernel_expect(addrs)));
     }
     // A ClusterIP name and a headless one with several addresses, in every variant.
     let single = kernel
@@ -777,7 +777,7 @@ fn queries(records: &ARecords, aaaa: &AaaaRecords) -> Vec<Query> {
         .find(|(_, a)| a.len() > 1)
         .expect("a headless name with several addresses");
     for (name, addrs) in [single, multi] {
-        let k = || Expect::Kernel((*addrs).clone());
+        let k = || kernel_expect(addrs);
         let mixed = mixed_case(name);
         for opts in [
             &["+noedns"][..],
@@ -827,15 +827,22 @@ fn queries(records: &ARecords, aaaa: &AaaaRecords) -> Vec<Query> {
                 },
             ));
         }
-        // Other types of an existing name from userspace: its AAAA records (dual-stack
-        // services, issue 3), NODATA for the rest.
-        let v6 = aaaa.get(name.as_str()).map_or(0, Vec::len);
-        for (tool, qtype, answers) in [
-            (Dig, "AAAA", v6),
-            (Dig, "TXT", 0),
-            (Kdig, "AAAA", v6),
-            (Dig, "MX", 0),
-        ] {
+        // AAAA (dual-stack services, issue 3): from the kernel when the name has AAAA
+        // records, else NODATA from userspace (not in DNS_AAAA: a miss).
+        for tool in [Dig, Kdig] {
+            let expect = match aaaa.get(name.as_str()) {
+                Some(v6) if !v6.is_empty() => kernel_expect(v6),
+                _ => Expect::Passed {
+                    reason: "miss",
+                    status: "NOERROR",
+                    answers: 0,
+                    tc: false,
+                },
+            };
+            qs.push(Query::new(tool, name, "AAAA", &[], expect));
+        }
+        // Other types of an existing name from userspace: NODATA.
+        for (tool, qtype, answers) in [(Dig, "TXT", 0), (Dig, "MX", 0)] {
             qs.push(Query::new(
                 tool,
                 name,
@@ -1367,7 +1374,7 @@ fn sighup_reload_updates_the_kernel_map() {
         let expect = match new.get(name) {
             Some(addrs) if kernel_answerable(name, addrs.len()) => {
                 kernel_sent += 1;
-                Expect::Kernel(addrs.clone())
+                kernel_expect(addrs)
             }
             Some(_) => continue,
             None => {

@@ -16,7 +16,7 @@ use dns_agent_tests::test_run::{test_run, TestRun};
 use dns_common::{
     config::Config,
     name::{hash_words, pack_name},
-    records::{ARecords, NameKey, FLAG_USERSPACE_ONLY, MAX_ADDRS},
+    records::{ARecords, AaaaRecords, NameKey, FLAG_USERSPACE_ONLY, MAX_AAAA, MAX_ADDRS},
     stats,
 };
 use packets::*;
@@ -98,6 +98,22 @@ fn value(words: [u64; 32], ttl: u32, addrs: &[[u8; 4]]) -> ARecords {
     v
 }
 
+fn aaaa_value(words: [u64; 32], ttl: u32, addrs: &[[u8; 16]]) -> AaaaRecords {
+    let mut v = AaaaRecords {
+        name: words,
+        ttl,
+        count: addrs.len().min(MAX_AAAA) as u16,
+        flags: 0,
+        addrs: [[0; 4]; MAX_AAAA],
+    };
+    for (slot, a) in v.addrs.iter_mut().zip(addrs) {
+        for (w, b) in slot.iter_mut().zip(a.chunks(4)) {
+            *w = u32::from_ne_bytes(b.try_into().expect("4 bytes"));
+        }
+    }
+    v
+}
+
 impl Kernel {
     fn new() -> Self {
         assert!(
@@ -132,6 +148,17 @@ impl Kernel {
         let mut map: HashMap<_, NameKey, ARecords> =
             HashMap::try_from(self.ebpf.map_mut("DNS_A").expect("DNS_A")).expect("hash map");
         map.insert(key, v, 0).expect("insert");
+    }
+
+    fn insert_aaaa(&mut self, key: NameKey, v: AaaaRecords) {
+        let mut map: HashMap<_, NameKey, AaaaRecords> =
+            HashMap::try_from(self.ebpf.map_mut("DNS_AAAA").expect("DNS_AAAA")).expect("hash map");
+        map.insert(key, v, 0).expect("insert");
+    }
+
+    fn add_aaaa(&mut self, name: &str, ttl: u32, addrs: &[[u8; 16]]) {
+        let (key, words) = key_of(name);
+        self.insert_aaaa(key, aaaa_value(words, ttl, addrs));
     }
 
     fn add(&mut self, name: &str, ttl: u32, addrs: &[[u8; 4]]) {
@@ -234,6 +261,19 @@ impl std::fmt::Debug for Hex<'_> {
 
 fn addrs(n: u8) -> Vec<[u8; 4]> {
     (1..=n).map(|i| [10, 96, 7, i]).collect()
+}
+
+/// `n` IPv6 addresses, fd00:10:96::7:1 and up; bytes chosen so every checksum lane moves.
+fn addrs6(n: u8) -> Vec<[u8; 16]> {
+    (1..=n)
+        .map(|i| {
+            let mut a = [
+                0xfd, 0, 0, 0x10, 0, 0x96, 0, 0, 0xab, 0xcd, 0, 0, 0, 0x07, 0xff, 0,
+            ];
+            a[15] = i;
+            a
+        })
+        .collect()
 }
 
 /// A name of `len` wire bytes (`len` >= 2), 63-byte labels then the remainder.
@@ -534,7 +574,7 @@ fn everything_else_passes_untouched() {
     let mut ch = Query::a(WEB);
     ch.qclass = 3;
     k.expect_pass("class CH", &Frame::query(ch.bytes()), stats::NOT_CLASS_IN);
-    for qtype in [28u16, 255, 5] {
+    for qtype in [255u16, 5, 2, 16, 33] {
         let mut t = Query::a(WEB);
         t.qtype = qtype;
         k.expect_pass(
@@ -545,6 +585,11 @@ fn everything_else_passes_untouched() {
     }
 
     // miss
+    k.expect_pass(
+        "AAAA for a name that only has A records",
+        &Frame::query(Query::aaaa(WEB).bytes()),
+        stats::MISS,
+    );
     k.expect_pass(
         "unknown name",
         &Frame::query(Query::a("nope.default.svc.cluster.local.").bytes()),
@@ -663,5 +708,190 @@ fn reflect_swaps_addresses_and_ports_only() {
         &packet,
         stats::NOT_SERVICE,
         &packet,
+    );
+}
+
+const SIX: [u8; 16] = [
+    0xfd, 0x00, 0x00, 0x10, 0x00, 0x96, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x04,
+];
+
+#[test]
+fn aaaa_answers_are_byte_exact() {
+    let mut k = Kernel::new();
+    k.add(WEB, 5, &[[10, 96, 3, 4]]);
+    k.add_aaaa(WEB, 5, &[SIX]);
+    let several = "ab.default.svc.cluster.local.";
+    k.add_aaaa(several, 30, &addrs6(5));
+    let long = name_of_wire_len(221);
+    let two = [SIX, addrs6(1)[0]];
+    k.add_aaaa(&long, 5, &two);
+    let full = "full.default.svc.cluster.local.";
+    k.add_aaaa(full, 7, &addrs6(32));
+    let sixteen = "sixteen.default.svc.cluster.local.";
+    k.add_aaaa(sixteen, 3600, &addrs6(16));
+
+    let q = Query::aaaa(WEB);
+    let f = Frame::query(q.bytes());
+    k.expect_answer("plain AAAA", &f, f.reply(q.answer_aaaa(5, &[SIX])));
+    // The A map still answers A for the same name.
+    let q = Query::a(WEB);
+    let f = Frame::query(q.bytes());
+    k.expect_answer("A beside AAAA", &f, f.reply(q.answer(5, &[[10, 96, 3, 4]])));
+
+    let q = Query::aaaa("WeB.DeFault.SVC.cluster.LOCAL.");
+    let f = Frame::query(q.bytes());
+    k.expect_answer(
+        "AAAA mixed case echoed",
+        &f,
+        f.reply(q.answer_aaaa(5, &[SIX])),
+    );
+
+    let mut q = Query::aaaa(WEB);
+    q.flags = CD | AD;
+    let mut opt = Opt::new(1232);
+    opt.flags = DO;
+    opt.options = vec![(10, vec![0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])];
+    let q = q.with_opt(opt);
+    let f = Frame::query(q.bytes());
+    k.expect_answer(
+        "AAAA, OPT with DO and a COOKIE",
+        &f,
+        f.reply(q.answer_aaaa(5, &[SIX])),
+    );
+
+    let q = Query::aaaa(WEB);
+    let mut f = Frame::query(q.bytes());
+    f.vlans = vec![0x2064];
+    f.ip_options = vec![0x94, 0x04, 0x00, 0x00];
+    k.expect_answer(
+        "AAAA, 802.1Q tag and IP options kept",
+        &f,
+        f.reply(q.answer_aaaa(5, &[SIX])),
+    );
+
+    let q = Query::aaaa(several);
+    let f = Frame::query(q.bytes());
+    k.expect_answer(
+        "five AAAA, even-length name, stored order",
+        &f,
+        f.reply(q.answer_aaaa(30, &addrs6(5))),
+    );
+
+    let q = Query::aaaa(&long.to_uppercase()).with_opt(Opt::new(4096));
+    let f = Frame::query(q.bytes());
+    k.expect_answer("AAAA, 221-byte name", &f, f.reply(q.answer_aaaa(5, &two)));
+
+    let q = Query::aaaa(full).with_opt(Opt::new(1232));
+    let f = Frame::query(q.bytes());
+    k.expect_answer(
+        "32 AAAA with EDNS",
+        &f,
+        f.reply(q.answer_aaaa(7, &addrs6(32))),
+    );
+
+    // 12 + 35 + 4 + 16 * 28 = 499 bytes: fits 512 without EDNS.
+    let q = Query::aaaa(sixteen);
+    let f = Frame::query(q.bytes());
+    k.expect_answer(
+        "16 AAAA without EDNS",
+        &f,
+        f.reply(q.answer_aaaa(3600, &addrs6(16))),
+    );
+
+    for csum in [UdpCsum::Zero, UdpCsum::Partial] {
+        let q = Query::aaaa(WEB);
+        let mut f = Frame::query(q.bytes());
+        if let L4::Udp { csum: c, .. } = &mut f.l4 {
+            *c = csum;
+        }
+        f.trailer = vec![0; 9];
+        f.dst_ip = OTHER_SERVICE_IP;
+        k.expect_answer(
+            &format!("AAAA, query UDP checksum {csum:?}, padded, second address"),
+            &f,
+            f.reply(q.answer_aaaa(5, &[SIX])),
+        );
+    }
+}
+
+#[test]
+fn aaaa_passes_what_the_kernel_does_not_answer() {
+    let mut k = Kernel::new();
+    k.add(WEB, 5, &[[10, 96, 3, 4]]);
+    let v6only = "v6.default.svc.cluster.local.";
+    k.add_aaaa(v6only, 5, &[SIX]);
+
+    k.expect_pass(
+        "AAAA for a name only in DNS_A",
+        &Frame::query(Query::aaaa(WEB).bytes()),
+        stats::MISS,
+    );
+    k.expect_pass(
+        "A for a name only in DNS_AAAA",
+        &Frame::query(Query::a(v6only).bytes()),
+        stats::MISS,
+    );
+    k.expect_pass(
+        "AAAA for an unknown name",
+        &Frame::query(Query::aaaa("nope.default.svc.cluster.local.").bytes()),
+        stats::MISS,
+    );
+    let mut ch = Query::aaaa(v6only);
+    ch.qclass = 3;
+    k.expect_pass(
+        "AAAA class CH",
+        &Frame::query(ch.bytes()),
+        stats::NOT_CLASS_IN,
+    );
+
+    // Hash collision: the AAAA map's value holds another name.
+    let asked = "db.prod.svc.cluster.local.";
+    let (key, _) = key_of(asked);
+    let (_, other_words) = key_of(v6only);
+    k.insert_aaaa(key, aaaa_value(other_words, 5, &[SIX]));
+    k.expect_pass(
+        "AAAA colliding key, different stored name",
+        &Frame::query(Query::aaaa(asked).bytes()),
+        stats::MISS,
+    );
+    let (_, words) = key_of(asked);
+    k.insert_aaaa(key, aaaa_value(words, 5, &[]));
+    k.expect_pass(
+        "AAAA entry without addresses",
+        &Frame::query(Query::aaaa(asked).bytes()),
+        stats::MISS,
+    );
+
+    // too_big
+    let big = "big.default.svc.cluster.local.";
+    let (key, words) = key_of(big);
+    let mut flagged = aaaa_value(words, 5, &addrs6(32));
+    flagged.flags = FLAG_USERSPACE_ONLY;
+    k.insert_aaaa(key, flagged);
+    k.expect_pass(
+        "more AAAA than the kernel holds",
+        &Frame::query(Query::aaaa(big).with_opt(Opt::new(4096)).bytes()),
+        stats::TOO_BIG,
+    );
+    let seventeen = "seventeen.default.svc.cluster.local.";
+    k.add_aaaa(seventeen, 5, &addrs6(17));
+    // 12 + 37 + 4 + 17 * 28 = 529 bytes.
+    k.expect_pass(
+        "17 AAAA over 512 bytes without EDNS",
+        &Frame::query(Query::aaaa(seventeen).bytes()),
+        stats::TOO_BIG,
+    );
+    k.expect_pass(
+        "17 AAAA over the client's EDNS size",
+        &Frame::query(Query::aaaa(seventeen).with_opt(Opt::new(539)).bytes()),
+        stats::TOO_BIG,
+    );
+    // 529 + 11 for the OPT.
+    let q = Query::aaaa(seventeen).with_opt(Opt::new(540));
+    let f = Frame::query(q.bytes());
+    k.expect_answer(
+        "17 AAAA at exactly the client's EDNS size",
+        &f,
+        f.reply(q.answer_aaaa(5, &addrs6(17))),
     );
 }

@@ -11,7 +11,7 @@ mod sync;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
 };
 
 use aya::{
@@ -22,7 +22,7 @@ use aya::{
 };
 use dns_common::{
     config::{self, Config, MAX_SERVICE_IPV4},
-    records::{self, ARecords, NameKey},
+    records::{self, ARecords, AaaaRecords, NameKey},
     stats,
 };
 
@@ -58,7 +58,7 @@ pub enum AttachMode {
 /// Which kernel program to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelProgram {
-    /// Answers A queries from `DNS_A`.
+    /// Answers A and AAAA queries from `DNS_A` and `DNS_AAAA`.
     Answer,
     /// Bench baseline: only swaps addresses and ports of queries and sends them back.
     Reflect,
@@ -118,7 +118,7 @@ pub enum DataplaneError {
     TooManyServiceIps { count: usize, max: usize },
 }
 
-/// What `sync_a` changed.
+/// What `sync_a` (or `sync_aaaa`) changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
     pub inserted: usize,
@@ -143,9 +143,12 @@ pub struct Dataplane {
     ebpf: Ebpf,
     links: Vec<(String, Link)>,
     records: BpfHashMap<MapData, NameKey, ARecords>,
+    aaaa: BpfHashMap<MapData, NameKey, AaaaRecords>,
     stats: PerCpuArray<MapData, u64>,
     /// What `records` holds, as last written by `sync_a`.
     written: HashMap<NameKey, sync::Stored>,
+    /// What `aaaa` holds, as last written by `sync_aaaa`.
+    written_aaaa: HashMap<NameKey, sync::Stored<AaaaRecords>>,
 }
 
 impl Dataplane {
@@ -178,13 +181,16 @@ impl Dataplane {
         let mut ebpf = Ebpf::load(object).map_err(DataplaneError::Load)?;
         write_config(&mut ebpf, cfg)?;
         let records = take_map(&mut ebpf, records::MAP_NAME)?;
+        let aaaa = take_map(&mut ebpf, records::AAAA_MAP_NAME)?;
         let stats = take_map(&mut ebpf, stats::MAP_NAME)?;
         let mut dp = Dataplane {
             ebpf,
             links: Vec::new(),
             records,
+            aaaa,
             stats,
             written: HashMap::new(),
+            written_aaaa: HashMap::new(),
         };
         // On error `dp` is dropped, which detaches what was attached so far.
         for name in &cfg.interfaces {
@@ -258,32 +264,26 @@ impl Dataplane {
         &mut self,
         records: &BTreeMap<String, (u32, Vec<Ipv4Addr>)>,
     ) -> Result<SyncReport, DataplaneError> {
-        let plan = sync::plan(&self.written, records);
-        let map_err = |source| DataplaneError::Map {
-            name: records::MAP_NAME,
-            source,
-        };
-        for key in &plan.removes {
-            match self.records.remove(key) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(e)),
-            }
-            self.written.remove(key);
-        }
-        for key in plan.inserts.iter().chain(&plan.updates) {
-            let Some(want) = plan.desired.get(key) else {
-                continue;
-            };
-            self.records.insert(key, want.value, 0).map_err(map_err)?;
-            self.written.insert(*key, want.clone());
-        }
-        Ok(SyncReport {
-            inserted: plan.inserts.len(),
-            updated: plan.updates.len(),
-            removed: plan.removes.len(),
-            userspace_only: plan.flagged + plan.collisions + plan.invalid,
-            collisions: plan.collisions,
-        })
+        apply(
+            &mut self.records,
+            &mut self.written,
+            records,
+            records::MAP_NAME,
+        )
+    }
+
+    /// Makes `DNS_AAAA` equal to `records` by diff, exactly as [`Dataplane::sync_a`] does for
+    /// `DNS_A` (same names, same collision and size rules, its own map).
+    pub fn sync_aaaa(
+        &mut self,
+        records: &BTreeMap<String, (u32, Vec<Ipv6Addr>)>,
+    ) -> Result<SyncReport, DataplaneError> {
+        apply(
+            &mut self.aaaa,
+            &mut self.written_aaaa,
+            records,
+            records::AAAA_MAP_NAME,
+        )
     }
 
     /// Per-reason counters summed over CPUs, indexed by `dns_common::stats` constants.
@@ -322,6 +322,7 @@ impl std::fmt::Debug for Dataplane {
         f.debug_struct("Dataplane")
             .field("attachments", &self.attachments())
             .field("names", &self.written.len())
+            .field("aaaa_names", &self.written_aaaa.len())
             .finish()
     }
 }
@@ -387,6 +388,41 @@ fn attach_error(iface: &str, program: &'static str, source: ProgramError) -> Dat
         program,
         source,
     }
+}
+
+/// Writes the diff that makes `map` equal to `records` and records it in `written`.
+fn apply<A: sync::MapAddr>(
+    map: &mut BpfHashMap<MapData, NameKey, A::Value>,
+    written: &mut HashMap<NameKey, sync::Stored<A::Value>>,
+    records: &BTreeMap<String, (u32, Vec<A>)>,
+    name: &'static str,
+) -> Result<SyncReport, DataplaneError>
+where
+    A::Value: aya::Pod,
+{
+    let plan = sync::plan(written, records);
+    let map_err = |source| DataplaneError::Map { name, source };
+    for key in &plan.removes {
+        match map.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(e)),
+        }
+        written.remove(key);
+    }
+    for key in plan.inserts.iter().chain(&plan.updates) {
+        let Some(want) = plan.desired.get(key) else {
+            continue;
+        };
+        map.insert(key, want.value, 0).map_err(map_err)?;
+        written.insert(*key, want.clone());
+    }
+    Ok(SyncReport {
+        inserted: plan.inserts.len(),
+        updated: plan.updates.len(),
+        removed: plan.removes.len(),
+        userspace_only: plan.flagged + plan.collisions + plan.invalid,
+        collisions: plan.collisions,
+    })
 }
 
 fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
@@ -484,6 +520,19 @@ mod tests {
         let r = dp.sync_a(&recs).expect("sync");
         assert_eq!((r.inserted, r.removed), (0, 1));
         assert_eq!(dp.records.keys().count(), 0);
+        let mut six = BTreeMap::new();
+        six.insert(
+            "web.default.svc.cluster.local.".to_string(),
+            (5, vec!["fd00:10:96::a".parse::<Ipv6Addr>().expect("addr")]),
+        );
+        let r = dp.sync_aaaa(&six).expect("sync aaaa");
+        assert_eq!((r.inserted, r.updated, r.removed), (1, 0, 0));
+        assert_eq!(dp.aaaa.keys().count(), 1);
+        assert_eq!(dp.records.keys().count(), 0, "AAAA stays out of DNS_A");
+        six.clear();
+        let r = dp.sync_aaaa(&six).expect("sync aaaa");
+        assert_eq!((r.inserted, r.removed), (0, 1));
+        assert_eq!(dp.aaaa.keys().count(), 0);
         assert_eq!(dp.stats().expect("stats").len(), stats::COUNT as usize);
         drop(dp);
         // Detached: a second start on the same interface attaches again.

@@ -1,10 +1,10 @@
-//! Turns the agent's records into `DNS_A` entries: FQDN text → wire name → key and value.
+//! Turns the agent's records into `DNS_A`/`DNS_AAAA` entries: FQDN text → wire name → key and value.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dns_common::{
     name::{hash_words, pack_name, MAX_NAME_LEN},
-    records::{ARecords, NameKey, FLAG_USERSPACE_ONLY, MAX_ADDRS},
+    records::{ARecords, AaaaRecords, NameKey, FLAG_USERSPACE_ONLY, MAX_AAAA, MAX_ADDRS},
 };
 
 /// Why a name cannot be put in the kernel map.
@@ -73,6 +73,29 @@ pub fn value_of(words: [u64; 32], ttl: u32, addrs: &[Ipv4Addr]) -> ARecords {
     value
 }
 
+/// The `DNS_AAAA` value for `addrs` (kept in the given order). More than [`MAX_AAAA`] addresses
+/// are flagged [`FLAG_USERSPACE_ONLY`], as for A.
+pub fn aaaa_value_of(words: [u64; 32], ttl: u32, addrs: &[Ipv6Addr]) -> AaaaRecords {
+    let mut value = AaaaRecords {
+        name: words,
+        ttl,
+        count: 0,
+        flags: 0,
+        addrs: [[0; 4]; MAX_AAAA],
+    };
+    if addrs.len() > MAX_AAAA {
+        value.flags = FLAG_USERSPACE_ONLY;
+    }
+    for (slot, addr) in value.addrs.iter_mut().zip(addrs) {
+        let o = addr.octets();
+        for (word, bytes) in slot.iter_mut().zip(o.chunks_exact(4)) {
+            *word = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        value.count += 1;
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +144,22 @@ mod tests {
             (v.count as usize, v.flags),
             (MAX_ADDRS, FLAG_USERSPACE_ONLY)
         );
+    }
+
+    #[test]
+    fn aaaa_value_keeps_order_and_wire_bytes() {
+        let (_, w) = key_of(b"\x03web\x05local\x00").expect("key");
+        let a1: Ipv6Addr = "fd00:10:96::1:2".parse().expect("addr");
+        let a0: Ipv6Addr = "2001:db8::ff".parse().expect("addr");
+        let v = aaaa_value_of(w, 30, &[a1, a0]);
+        assert_eq!((v.count, v.flags, v.ttl), (2, 0, 30));
+        let bytes =
+            |slot: [u32; 4]| -> Vec<u8> { slot.iter().flat_map(|x| x.to_ne_bytes()).collect() };
+        assert_eq!(bytes(v.addrs[0]), a1.octets());
+        assert_eq!(bytes(v.addrs[1]), a0.octets());
+        assert_eq!(v.addrs[2], [0; 4]);
+        let many: Vec<Ipv6Addr> = (0..33u128).map(Ipv6Addr::from).collect();
+        let v = aaaa_value_of(w, 5, &many);
+        assert_eq!((v.count as usize, v.flags), (MAX_AAAA, FLAG_USERSPACE_ONLY));
     }
 }

@@ -1,26 +1,56 @@
-//! The diff between what `DNS_A` holds and what the records say it should hold (no I/O).
+//! The diff between what `DNS_A`/`DNS_AAAA` hold and what the records say they should hold (no I/O).
 
 use std::{
     collections::{hash_map::Entry, BTreeMap, HashMap},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
 };
 
-use dns_common::records::{ARecords, NameKey, FLAG_USERSPACE_ONLY};
+use dns_common::records::{ARecords, AaaaRecords, NameKey, FLAG_USERSPACE_ONLY};
 
-use super::names::{key_of, to_wire};
+use super::names::{aaaa_value_of, key_of, to_wire, value_of};
 
-/// One entry of `DNS_A` and the name it was made from.
+/// An address type with a kernel map: how its records become that map's value.
+pub trait MapAddr: Sized {
+    /// The map value.
+    type Value: Clone + PartialEq + std::fmt::Debug;
+    /// The value for `addrs` (in order) under the packed name `words`.
+    fn value(words: [u64; 32], ttl: u32, addrs: &[Self]) -> Self::Value;
+    /// Whether the value tells the kernel to leave the name to userspace.
+    fn userspace_only(value: &Self::Value) -> bool;
+}
+
+impl MapAddr for Ipv4Addr {
+    type Value = ARecords;
+    fn value(words: [u64; 32], ttl: u32, addrs: &[Self]) -> ARecords {
+        value_of(words, ttl, addrs)
+    }
+    fn userspace_only(value: &ARecords) -> bool {
+        value.flags & FLAG_USERSPACE_ONLY != 0
+    }
+}
+
+impl MapAddr for Ipv6Addr {
+    type Value = AaaaRecords;
+    fn value(words: [u64; 32], ttl: u32, addrs: &[Self]) -> AaaaRecords {
+        aaaa_value_of(words, ttl, addrs)
+    }
+    fn userspace_only(value: &AaaaRecords) -> bool {
+        value.flags & FLAG_USERSPACE_ONLY != 0
+    }
+}
+
+/// One map entry and the name it was made from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stored {
+pub struct Stored<V = ARecords> {
     pub name: String,
-    pub value: ARecords,
+    pub value: V,
 }
 
 /// What to change in the map, and what stays out of it.
-#[derive(Debug, Default)]
-pub struct Plan {
+#[derive(Debug)]
+pub struct Plan<V = ARecords> {
     /// The map's wanted content.
-    pub desired: HashMap<NameKey, Stored>,
+    pub desired: HashMap<NameKey, Stored<V>>,
     /// Keys to add.
     pub inserts: Vec<NameKey>,
     /// Keys whose value (or owner) changes.
@@ -35,15 +65,29 @@ pub struct Plan {
     pub invalid: usize,
 }
 
+impl<V> Default for Plan<V> {
+    fn default() -> Self {
+        Plan {
+            desired: HashMap::new(),
+            inserts: Vec::new(),
+            updates: Vec::new(),
+            removes: Vec::new(),
+            flagged: 0,
+            collisions: 0,
+            invalid: 0,
+        }
+    }
+}
+
 /// Plans the changes that make the map equal to `records`, given what was `written` before.
 ///
 /// Names without addresses are left out (the kernel passes them; userspace answers NODATA).
 /// When two names share a key, the one already in the map keeps it; otherwise the first in
 /// name order does. The other is left to userspace and counted.
-pub fn plan(
-    written: &HashMap<NameKey, Stored>,
-    records: &BTreeMap<String, (u32, Vec<Ipv4Addr>)>,
-) -> Plan {
+pub fn plan<A: MapAddr>(
+    written: &HashMap<NameKey, Stored<A::Value>>,
+    records: &BTreeMap<String, (u32, Vec<A>)>,
+) -> Plan<A::Value> {
     let mut p = Plan::default();
     for (name, (ttl, addrs)) in records {
         if addrs.is_empty() {
@@ -55,7 +99,7 @@ pub fn plan(
         };
         let stored = Stored {
             name: name.clone(),
-            value: super::names::value_of(words, *ttl, addrs),
+            value: A::value(words, *ttl, addrs),
         };
         match p.desired.entry(key) {
             Entry::Vacant(slot) => {
@@ -71,7 +115,7 @@ pub fn plan(
         }
     }
     for (key, want) in &p.desired {
-        if want.value.flags & FLAG_USERSPACE_ONLY != 0 {
+        if A::userspace_only(&want.value) {
             p.flagged += 1;
         }
         match written.get(key) {
@@ -191,6 +235,38 @@ mod tests {
         // The entry stored under b's key with another name is replaced, not kept.
         let p = plan(&written, &b);
         assert_eq!(p.updates, vec![key_b]);
+    }
+
+    #[test]
+    fn aaaa_plans_like_a() {
+        let a: Ipv6Addr = "fd00::1".parse().expect("addr");
+        let b: Ipv6Addr = "fd00::2".parse().expect("addr");
+        let many: Vec<Ipv6Addr> = (0..40u128).map(Ipv6Addr::from).collect();
+        let r1: BTreeMap<String, (u32, Vec<Ipv6Addr>)> = [
+            ("a.svc.".to_string(), (5, vec![a])),
+            ("B.svc.".to_string(), (5, vec![a])),
+            ("b.svc.".to_string(), (5, vec![b])),
+            ("big.svc.".to_string(), (5, many)),
+            ("none.svc.".to_string(), (5, vec![])),
+        ]
+        .into();
+        let mut written: HashMap<NameKey, Stored<AaaaRecords>> = HashMap::new();
+        let p = plan(&written, &r1);
+        assert_eq!((p.inserts.len(), p.collisions, p.flagged), (3, 1, 1));
+        for k in &p.inserts {
+            written.insert(*k, p.desired[k].clone());
+        }
+        let (key_b, _) = key_of(b"\x01b\x03svc\x00").expect("key");
+        assert_eq!(written[&key_b].name, "B.svc.");
+        let mut r2 = r1.clone();
+        r2.remove("a.svc.");
+        r2.insert("b.svc.".to_string(), (9, vec![b]));
+        let p = plan(&written, &r2);
+        // "B.svc." keeps its key; "b.svc." changing does not touch it.
+        assert_eq!(
+            (p.inserts.len(), p.updates.len(), p.removes.len()),
+            (0, 0, 1)
+        );
     }
 
     #[test]

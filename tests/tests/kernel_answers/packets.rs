@@ -123,6 +123,14 @@ impl Query {
         }
     }
 
+    /// The same question for AAAA records.
+    pub fn aaaa(name: &str) -> Self {
+        Query {
+            qtype: 28,
+            ..Query::a(name)
+        }
+    }
+
     pub fn with_opt(mut self, opt: Opt) -> Self {
         self.opt = Some(opt);
         self
@@ -144,23 +152,37 @@ impl Query {
         m
     }
 
-    /// The response the contract prescribes for this query and these records.
+    /// The response the contract prescribes for this query and these A records.
     pub fn answer(&self, ttl: u32, addrs: &[[u8; 4]]) -> Vec<u8> {
+        let rdata: Vec<&[u8]> = addrs.iter().map(|a| &a[..]).collect();
+        self.answer_records(1, ttl, &rdata)
+    }
+
+    /// The response the contract prescribes for this query and these AAAA records.
+    pub fn answer_aaaa(&self, ttl: u32, addrs: &[[u8; 16]]) -> Vec<u8> {
+        let rdata: Vec<&[u8]> = addrs.iter().map(|a| &a[..]).collect();
+        self.answer_records(28, ttl, &rdata)
+    }
+
+    /// The response with one answer of type `rtype`, class IN, per RDATA, in order.
+    fn answer_records(&self, rtype: u16, ttl: u32, rdata: &[&[u8]]) -> Vec<u8> {
         let flags = 0x8000 | 0x0400 | (self.flags & RD) | (self.flags & CD);
         let mut m = header(
             self.id,
             flags,
             1,
-            addrs.len() as u16,
+            rdata.len() as u16,
             0,
             self.opt.is_some() as u16,
         );
         m.extend_from_slice(&self.question());
-        for a in addrs {
-            m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        for r in rdata {
+            m.extend_from_slice(&[0xc0, 0x0c]);
+            m.extend_from_slice(&rtype.to_be_bytes());
+            m.extend_from_slice(&[0, 1]);
             m.extend_from_slice(&ttl.to_be_bytes());
-            m.extend_from_slice(&[0, 4]);
-            m.extend_from_slice(a);
+            m.extend_from_slice(&(r.len() as u16).to_be_bytes());
+            m.extend_from_slice(r);
         }
         if let Some(opt) = &self.opt {
             let echoed = Opt {
