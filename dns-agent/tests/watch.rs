@@ -284,7 +284,6 @@ async fn initial_list_then_added_modified_deleted_objects_are_answered() {
 #[tokio::test]
 async fn not_ready_and_servfail_until_the_first_list_completes() {
     let api = cluster().await;
-    api.hold_lists(true);
     let app = agent(&api).await;
     assert_eq!(http_status(&app, "/ready").await, 503, "nothing listed yet");
     let (rcode, _) = resolve(&app, WEB).await;
@@ -554,4 +553,72 @@ async fn a_kubeconfig_names_the_api_server() {
     assert!(err.starts_with(&want), "got {err:?}, want {want:?}...");
     assert!(!err.contains('\n'), "one line: {err:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The watchers alone, with the pods switch on: Pods are listed and watched too, and the
+/// cluster is complete only once they are.
+#[tokio::test]
+async fn pods_are_watched_when_a_pod_mode_needs_them() {
+    use dns_agent::k8s::{self, Sink, WatchConfig};
+    use std::sync::Arc;
+
+    init_log();
+    let api = cluster().await;
+    api.apply(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "default"},
+        "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+        "status": {"phase": "Running", "podIP": "10.1.0.5", "podIPs": [{"ip": "10.1.0.5"}]}}));
+    let client = k8s::client(&ApiSource {
+        kubeconfig: None,
+        apiserver: Some(api.url()),
+    })
+    .await
+    .expect("client");
+    let seen: Arc<Mutex<Vec<(usize, usize, bool)>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink: Sink = {
+        let seen = Arc::clone(&seen);
+        Arc::new(move |c: &dns_agent::cluster::Cluster, synced: bool| {
+            seen.lock().unwrap_or_else(PoisonError::into_inner).push((
+                c.services.len(),
+                c.pods.len(),
+                synced,
+            ));
+        })
+    };
+    let task = k8s::spawn(client, &WatchConfig { pods: true }, sink);
+    let last = || {
+        *seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last()
+            .unwrap_or(&(0, 0, false))
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while last() != (2, 1, true) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}, want 2 Services, 1 Pod, synced; requests {:?}",
+            last(),
+            Resource::ALL.map(|r| api.requests(r))
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        seen.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .all(|&(_, pods, synced)| !synced || pods == 1),
+        "never complete without the Pods"
+    );
+    api.delete("Pod", "default", "web-1");
+    while last() != (2, 0, true) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Pod deletion not seen: {:?}",
+            last()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(api.requests(Resource::Pods).1 >= 1, "Pods watched");
+    task.abort();
 }
