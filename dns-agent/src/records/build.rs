@@ -7,38 +7,15 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::service::{Endpoint, Port, ServiceEntry, Subset};
 use super::settings::is_reverse;
-use super::{Records, Settings, Srv, SrvSet, DNS_SCHEMA_VERSION};
+use super::{Records, Settings, DNS_SCHEMA_VERSION};
 use crate::cluster::{Cluster, ObjectKey};
 use crate::records::PodMode;
 use crate::snapshot::SERVICE_NAME_LABEL;
 
 /// Longest owner name in wire format (RFC 1035).
 const MAX_WIRE_NAME: usize = 255;
-
-/// One served endpoint address of a service.
-#[derive(Clone, Debug)]
-struct Endpoint {
-    ip: IpAddr,
-    /// The endpoint's DNS label: hostname, else pod name (`endpoint_pod_names`), else dashed IP.
-    label: String,
-}
-
-/// A port as an EndpointSlice or a Service lists it. `port` is -1 for a slice without ports
-/// (CoreDNS counts such entries when weighting SRV records, then drops them).
-#[derive(Clone, Debug)]
-struct Port {
-    name: String,
-    protocol: String,
-    port: i32,
-}
-
-/// One EndpointSlice's contribution: its served endpoints times its ports.
-#[derive(Clone, Debug)]
-struct Subset {
-    endpoints: Vec<Endpoint>,
-    ports: Vec<Port>,
-}
 
 /// Records for `cluster` at serial `serial`, and a note for each object that could not get one.
 ///
@@ -66,7 +43,7 @@ pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, V
             synced: true,
             a: BTreeMap::new(),
             aaaa: BTreeMap::new(),
-            srv: BTreeMap::new(),
+            services: BTreeMap::new(),
             cname: BTreeMap::new(),
             ptr: BTreeMap::new(),
             txt: BTreeMap::new(),
@@ -133,13 +110,30 @@ pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, V
         for zone in &forward {
             b.service(key, &kind, subsets, zone);
         }
+        let entry = match &kind {
+            Kind::ClusterIp(ips, ports) => Some(ServiceEntry {
+                cluster_ips: Some(ips.clone()),
+                ports: ports.clone(),
+                subsets: subsets.to_vec(),
+            }),
+            Kind::Headless => Some(ServiceEntry {
+                cluster_ips: None,
+                ports: Vec::new(),
+                subsets: subsets.to_vec(),
+            }),
+            Kind::Ignored | Kind::ExternalName(_) => None,
+        };
+        if let Some(entry) = entry {
+            let short = format!("{}.{}", key.name, key.namespace).to_ascii_lowercase();
+            b.records.services.insert(short, entry);
+        }
     }
     for (ip, target) in ptr_svc {
         ptr_ep.remove(&ip);
-        b.records.ptr.insert(reverse_name(ip), vec![target]);
+        b.records.ptr.insert(ip, vec![target]);
     }
     for (ip, targets) in ptr_ep {
-        b.records.ptr.insert(reverse_name(ip), targets);
+        b.records.ptr.insert(ip, targets);
     }
 
     if settings.pods == PodMode::Verified {
@@ -236,92 +230,28 @@ impl Builder<'_> {
         }
     }
 
+    /// The A/AAAA and CNAME records of one service in `zone`: its own name, and the names of
+    /// its endpoints (CoreDNS serves those for ClusterIP services too).
     fn service(&mut self, key: &ObjectKey, kind: &Kind, subsets: &[Subset], zone: &str) {
         let name = format!("{}.{}.svc.{zone}", key.name, key.namespace).to_ascii_lowercase();
         let what = format!("Service {key}");
         if !self.fits(&what, &name) {
             return;
         }
-        match kind {
+        let headless = match kind {
             Kind::Ignored => return,
             Kind::ExternalName(target) => {
-                self.records.cname.insert(name.clone(), target.clone());
-                // CoreDNS answers SRV at an ExternalName with the target, port 0.
-                self.records.srv.insert(
-                    name,
-                    SrvSet {
-                        records: vec![Srv {
-                            priority: 0,
-                            weight: 100,
-                            port: 0,
-                            target: target.clone(),
-                        }],
-                        additional: Vec::new(),
-                    },
-                );
+                self.records.cname.insert(name, target.clone());
                 return;
             }
-            Kind::ClusterIp(ips, ports) => {
+            Kind::ClusterIp(ips, _) => {
                 self.add_addresses(&name, ips.iter().copied());
-                // Bare name: every port, every cluster IP; named ports by `_<port>._<proto>`.
-                let entries = |filter: Option<(&str, &str)>| {
-                    let mut out = Vec::new();
-                    for p in ports {
-                        if filter.is_some_and(|(n, pr)| {
-                            !p.name.eq_ignore_ascii_case(n) || !p.protocol.eq_ignore_ascii_case(pr)
-                        }) {
-                            continue;
-                        }
-                        for ip in ips {
-                            out.push((name.clone(), p.port, *ip));
-                        }
-                    }
-                    out
-                };
-                if let Some(set) = srv_set(&entries(None)) {
-                    self.records.srv.insert(name.clone(), set);
-                }
-                for (pname, proto) in named_ports(ports) {
-                    let owner = format!("_{pname}._{proto}.{name}");
-                    if !self.fits(&what, &owner) {
-                        continue;
-                    }
-                    if let Some(set) = srv_set(&entries(Some((&pname, &proto)))) {
-                        self.records.srv.insert(owner, set);
-                    }
-                }
+                false
             }
-            Kind::Headless => {}
-        }
-
-        // Endpoints: names for every service; the service's own records when headless.
-        let headless = matches!(kind, Kind::Headless);
-        let endpoint_entries = |ep_filter: Option<&str>, port_filter: Option<(&str, &str)>| {
-            let mut out = Vec::new();
-            for s in subsets {
-                for ep in &s.endpoints {
-                    if ep_filter.is_some_and(|l| l != ep.label) {
-                        continue;
-                    }
-                    let target = format!("{}.{name}", ep.label);
-                    for p in &s.ports {
-                        if port_filter.is_some_and(|(n, pr)| {
-                            !p.name.eq_ignore_ascii_case(n) || !p.protocol.eq_ignore_ascii_case(pr)
-                        }) {
-                            continue;
-                        }
-                        out.push((target.clone(), p.port, ep.ip));
-                    }
-                }
-            }
-            out
+            Kind::Headless => true,
         };
-        let mut labels: Vec<&str> = Vec::new();
         for s in subsets {
             for ep in &s.endpoints {
-                if !labels.contains(&ep.label.as_str()) {
-                    labels.push(&ep.label);
-                }
                 let ep_name = format!("{}.{name}", ep.label);
                 if !self.fits(&what, &ep_name) {
                     continue;
@@ -332,82 +262,7 @@ impl Builder<'_> {
                 }
             }
         }
-        for label in labels {
-            let ep_name = format!("{label}.{name}");
-            if ep_name.len() + 1 > MAX_WIRE_NAME {
-                continue;
-            }
-            if let Some(set) = srv_set(&endpoint_entries(Some(label), None)) {
-                self.records.srv.insert(ep_name, set);
-            }
-        }
-        if headless {
-            if let Some(set) = srv_set(&endpoint_entries(None, None)) {
-                self.records.srv.insert(name.clone(), set);
-            }
-            let ports: Vec<Port> = subsets
-                .iter()
-                .flat_map(|s| s.ports.iter().cloned())
-                .collect();
-            for (pname, proto) in named_ports(&ports) {
-                let owner = format!("_{pname}._{proto}.{name}");
-                if !self.fits(&what, &owner) {
-                    continue;
-                }
-                if let Some(set) = srv_set(&endpoint_entries(None, Some((&pname, &proto)))) {
-                    self.records.srv.insert(owner, set);
-                }
-            }
-        }
     }
-}
-
-/// The SRV records for `entries` (target, port, address) as CoreDNS computes them: priority 0,
-/// weight ⌊100 / entries⌋ (counted before de-duplication and with port-less entries), records
-/// de-duplicated by (target, port), additional addresses by (target, address).
-/// `None` when nothing would be answered.
-fn srv_set(entries: &[(String, i32, IpAddr)]) -> Option<SrvSet> {
-    if entries.is_empty() {
-        return None;
-    }
-    let weight = (100 / entries.len()) as u16;
-    let mut set = SrvSet::default();
-    for (target, port, ip) in entries {
-        let Ok(port) = u16::try_from(*port) else {
-            continue;
-        };
-        if !set
-            .records
-            .iter()
-            .any(|s| &s.target == target && s.port == port)
-        {
-            set.records.push(Srv {
-                priority: 0,
-                weight,
-                port,
-                target: target.clone(),
-            });
-        }
-        if !set.additional.iter().any(|(t, a)| t == target && a == ip) {
-            set.additional.push((target.clone(), *ip));
-        }
-    }
-    (!set.records.is_empty()).then_some(set)
-}
-
-/// The distinct (name, protocol) pairs of named ports, lower-case.
-fn named_ports(ports: &[Port]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for p in ports {
-        if p.name.is_empty() || p.port < 0 {
-            continue;
-        }
-        let pair = (p.name.to_ascii_lowercase(), p.protocol.to_ascii_lowercase());
-        if !out.contains(&pair) {
-            out.push(pair);
-        }
-    }
-    out
 }
 
 enum Kind {
@@ -574,23 +429,5 @@ fn dns_service_ips(cluster: &Cluster) -> Option<Vec<IpAddr>> {
     match service_kind(svc) {
         Kind::ClusterIp(ips, _) if !ips.is_empty() => Some(ips),
         _ => None,
-    }
-}
-
-/// The reverse name of `ip`: `d.c.b.a.in-addr.arpa.` or 32 nibbles under `ip6.arpa.`.
-pub fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
-        }
-        IpAddr::V6(v6) => {
-            let mut out = String::with_capacity(73);
-            for byte in v6.octets().iter().rev() {
-                out.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
-            }
-            out.push_str("ip6.arpa.");
-            out
-        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod build;
 mod resolve;
+mod service;
 mod settings;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 pub use build::build;
 pub use resolve::{qtype, Outcome, RData, Rcode, Resolution, Rr};
+pub use service::{Endpoint, Port, ServiceEntry, SrvQuery, Subset};
 pub use settings::{LabelSelector, PodMode, Settings, SettingsError};
 
 /// A records by owner name: lower-case FQDN with a trailing dot → (TTL, ascending addresses).
@@ -62,12 +64,14 @@ pub struct Records {
     pub synced: bool,
     pub a: AMap,
     pub aaaa: AaaaMap,
-    /// SRV records by owner (`_<port>._<proto>.<svc>...`, bare service and endpoint names).
-    pub srv: BTreeMap<String, SrvSet>,
+    /// Served ClusterIP and headless services by `<svc>.<ns>` (lower-case): SRV answers
+    /// (`_<port>._<proto>.<svc>...`, bare and endpoint names) are computed from them per
+    /// question rather than stored, to keep large clusters small.
+    pub services: BTreeMap<String, ServiceEntry>,
     /// CNAME target (lower-case FQDN) by owner: ExternalName services.
     pub cname: BTreeMap<String, String>,
-    /// PTR targets by reverse name (`d.c.b.a.in-addr.arpa.`, nibbles under `ip6.arpa.`).
-    pub ptr: BTreeMap<String, Vec<String>>,
+    /// PTR targets by address (asked as `d.c.b.a.in-addr.arpa.` or nibbles under `ip6.arpa.`).
+    pub ptr: BTreeMap<IpAddr, Vec<String>>,
     /// TXT strings by owner (`dns-version.<zone>`).
     pub txt: BTreeMap<String, Vec<String>>,
     /// Exposed namespaces (known to exist and allowed by the settings).
@@ -133,7 +137,7 @@ impl Records {
             && self.synced == other.synced
             && self.a == other.a
             && self.aaaa == other.aaaa
-            && self.srv == other.srv
+            && self.services == other.services
             && self.cname == other.cname
             && self.ptr == other.ptr
             && self.txt == other.txt

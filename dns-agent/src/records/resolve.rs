@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::settings::is_reverse;
-use super::{in_zone, PodMode, Records};
+use super::{in_zone, PodMode, Records, SrvQuery, SrvSet};
 
 /// Query types the model knows (RFC 1035, 3596, 2782).
 pub mod qtype {
@@ -111,7 +111,7 @@ impl Records {
                 self.push_addresses(&glue, &mut res.additional, true, true);
             }
         } else if is_reverse(zone) {
-            let ptrs = self.ptr.get(name);
+            let ptrs = reverse_address(name).and_then(|ip| self.ptr.get(&ip));
             exists = ptrs.is_some();
             if matches!(qtype, qtype::PTR | qtype::ANY) {
                 for target in ptrs.into_iter().flatten() {
@@ -142,15 +142,26 @@ impl Records {
                 _ => {}
             }
         } else {
+            let srv = self.srv_at(name, zone);
             exists = self.a.contains_key(name)
                 || self.aaaa.contains_key(name)
-                || self.srv.contains_key(name)
+                || srv.is_some()
                 || self.cname.contains_key(name)
                 || self.txt.contains_key(name)
                 || self.empty_non_terminals.contains(name);
             if let Some(target) = self.cname.get(name) {
                 if matches!(qtype, qtype::SRV) {
-                    self.push_srv(name, &mut res);
+                    // CoreDNS answers SRV at an ExternalName with the target, port 0.
+                    res.answers.push(Rr {
+                        owner: None,
+                        ttl,
+                        data: RData::Srv {
+                            priority: 0,
+                            weight: 100,
+                            port: 0,
+                            target: target.clone(),
+                        },
+                    });
                 } else {
                     res.answers.push(Rr {
                         owner: None,
@@ -172,8 +183,8 @@ impl Records {
                     res.answers
                         .extend(found.into_iter().map(|rr| Rr { owner: None, ..rr }));
                 }
-                if qtype == qtype::SRV {
-                    self.push_srv(name, &mut res);
+                if let (Some(set), qtype::SRV) = (&srv, qtype) {
+                    self.push_srv(set, &mut res);
                 }
                 if matches!(qtype, qtype::TXT | qtype::ANY) {
                     for t in self.txt.get(name).into_iter().flatten() {
@@ -235,10 +246,30 @@ impl Records {
         }
     }
 
-    fn push_srv(&self, name: &str, res: &mut Resolution) {
-        let Some(set) = self.srv.get(name) else {
-            return;
+    /// The SRV records at `name` in forward `zone`, computed from the service below it:
+    /// `<svc>.<ns>.svc.<zone>`, `_<port>._<proto>.<svc>...` or `<endpoint>.<svc>...`.
+    fn srv_at(&self, name: &str, zone: &str) -> Option<SrvSet> {
+        let rel = name.strip_suffix(zone)?.strip_suffix(".svc.")?;
+        let labels: Vec<&str> = rel.split('.').collect();
+        let (query, svc, ns) = match labels.as_slice() {
+            [svc, ns] => (SrvQuery::Bare, *svc, *ns),
+            [ep, svc, ns] => (SrvQuery::Endpoint(ep), *svc, *ns),
+            [port, proto, svc, ns] => (
+                SrvQuery::Port {
+                    name: port.strip_prefix('_')?,
+                    protocol: proto.strip_prefix('_')?,
+                },
+                *svc,
+                *ns,
+            ),
+            _ => return None,
         };
+        let entry = self.services.get(&format!("{svc}.{ns}"))?;
+        let fqdn = format!("{svc}.{ns}.svc.{zone}");
+        entry.srv(&fqdn, query)
+    }
+
+    fn push_srv(&self, set: &SrvSet, res: &mut Resolution) {
         for s in &set.records {
             res.answers.push(Rr {
                 owner: None,
@@ -317,4 +348,36 @@ impl Records {
             PodMode::Disabled => Some(None),
         }
     }
+}
+
+/// The address a reverse name stands for: four decimal labels under `in-addr.arpa.` or 32
+/// nibbles under `ip6.arpa.`; `None` for anything else (a partial or malformed name).
+pub fn reverse_address(name: &str) -> Option<IpAddr> {
+    if let Some(rel) = name.strip_suffix(".in-addr.arpa.") {
+        let mut octets = [0u8; 4];
+        let labels: Vec<&str> = rel.split('.').collect();
+        if labels.len() != 4 {
+            return None;
+        }
+        for (i, l) in labels.iter().rev().enumerate() {
+            if l.is_empty() || l.len() > 3 || (l.len() > 1 && l.starts_with('0')) {
+                return None;
+            }
+            octets[i] = l.parse().ok()?;
+        }
+        return Some(IpAddr::V4(Ipv4Addr::from(octets)));
+    }
+    let rel = name.strip_suffix(".ip6.arpa.")?;
+    let nibbles: Vec<&str> = rel.split('.').collect();
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for n in nibbles.iter().rev() {
+        if n.len() != 1 {
+            return None;
+        }
+        value = (value << 4) | u128::from(u8::from_str_radix(n, 16).ok()?);
+    }
+    Some(IpAddr::V6(Ipv6Addr::from(value)))
 }

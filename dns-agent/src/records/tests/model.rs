@@ -461,7 +461,9 @@ fn settings_namespaces() {
         rcode(&r, "other.svc.cluster.local.", qtype::A),
         Some(Rcode::NxDomain)
     );
-    assert!(!r.ptr.contains_key("8.0.96.10.in-addr.arpa."));
+    assert!(!r
+        .ptr
+        .contains_key(&"10.96.0.8".parse::<IpAddr>().expect("ip")));
 }
 
 #[test]
@@ -660,13 +662,27 @@ fn names_outside_and_search_expansions() {
 
 #[test]
 fn reverse_names() {
+    let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
     assert_eq!(
-        build::reverse_name("10.96.0.1".parse().expect("ip")),
-        "1.0.96.10.in-addr.arpa."
+        resolve::reverse_address("1.0.96.10.in-addr.arpa."),
+        ip("10.96.0.1")
     );
     assert_eq!(
-        build::reverse_name("2001:db8::567:89ab".parse().expect("ip")),
-        "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+        resolve::reverse_address(
+            "b.a.9.8.7.6.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+        ),
+        ip("2001:db8::567:89ab")
     );
+    for bad in [
+        "0.96.10.in-addr.arpa.",
+        "1.0.0.96.10.in-addr.arpa.",
+        "256.0.96.10.in-addr.arpa.",
+        "01.0.96.10.in-addr.arpa.",
+        "x.0.96.10.in-addr.arpa.",
+        "b.a.9.8.ip6.arpa.",
+        "in-addr.arpa.",
+    ] {
+        assert_eq!(resolve::reverse_address(bad), None, "{bad}");
+    }
     assert_eq!(build::dashed("fd00::1:5"), "fd00--1-5");
 }
