@@ -1,13 +1,14 @@
 //! Computes the records of the zone from the cluster objects (the Kubernetes DNS spec 1.1.0 and
 //! CoreDNS's `kubernetes` plugin where the spec is silent).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use super::service::{Endpoint, Port, ServiceEntry, Subset};
+use super::service::{dashed, Endpoint, Port, ServiceEntry, Subset};
 use super::settings::is_reverse;
 use super::{Records, Settings, DNS_SCHEMA_VERSION};
 use crate::cluster::{Cluster, ObjectKey};
@@ -62,10 +63,11 @@ pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, V
         .collect();
 
     b.records.namespaces = exposed_namespaces(cluster, settings);
+    let mut strings = Strings::default();
     let subsets = if settings.noendpoints {
         BTreeMap::new()
     } else {
-        subsets_by_service(cluster, settings)
+        subsets_by_service(cluster, settings, &mut strings)
     };
 
     // Reverse records: ClusterIPs first (they win), endpoints for addresses not taken.
@@ -82,7 +84,7 @@ pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, V
                 continue;
             }
         }
-        let kind = service_kind(svc);
+        let kind = service_kind(svc, &mut strings);
         let subsets = subsets.get(key).map(Vec::as_slice).unwrap_or_default();
         if let Kind::ClusterIp(ips, _) = &kind {
             let has_addresses = subsets.iter().any(|s| !s.endpoints.is_empty());
@@ -98,8 +100,12 @@ pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, V
         if !matches!(kind, Kind::ExternalName(_)) {
             for s in subsets {
                 for ep in &s.endpoints {
-                    let target =
-                        format!("{}.{}.{}.svc.{primary}", ep.label, key.name, key.namespace);
+                    let target = format!(
+                        "{}.{}.{}.svc.{primary}",
+                        ep.label(),
+                        key.name,
+                        key.namespace
+                    );
                     let list = ptr_ep.entry(ep.ip).or_default();
                     if !list.contains(&target) {
                         list.push(target);
@@ -252,7 +258,7 @@ impl Builder<'_> {
         };
         for s in subsets {
             for ep in &s.endpoints {
-                let ep_name = format!("{}.{name}", ep.label);
+                let ep_name = format!("{}.{name}", ep.label());
                 if !self.fits(&what, &ep_name) {
                     continue;
                 }
@@ -274,7 +280,7 @@ enum Kind {
     ExternalName(String),
 }
 
-fn service_kind(svc: &Service) -> Kind {
+fn service_kind(svc: &Service, strings: &mut Strings) -> Kind {
     let Some(spec) = &svc.spec else {
         return Kind::Ignored;
     };
@@ -308,8 +314,8 @@ fn service_kind(svc: &Service) -> Kind {
         .iter()
         .flatten()
         .map(|p| Port {
-            name: p.name.clone().unwrap_or_default(),
-            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()),
+            name: strings.get(p.name.as_deref().unwrap_or_default()),
+            protocol: strings.get(p.protocol.as_deref().unwrap_or("TCP")),
             port: p.port,
         })
         .collect();
@@ -336,7 +342,11 @@ fn exposed_namespaces(cluster: &Cluster, settings: &Settings) -> BTreeSet<String
 }
 
 /// The served endpoints and ports of every slice, by (namespace, service name).
-fn subsets_by_service(cluster: &Cluster, settings: &Settings) -> BTreeMap<ObjectKey, Vec<Subset>> {
+fn subsets_by_service(
+    cluster: &Cluster,
+    settings: &Settings,
+    strings: &mut Strings,
+) -> BTreeMap<ObjectKey, Vec<Subset>> {
     let mut by_service: BTreeMap<ObjectKey, Vec<Subset>> = BTreeMap::new();
     for (key, slice) in &cluster.endpoint_slices {
         if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
@@ -361,12 +371,18 @@ fn subsets_by_service(cluster: &Cluster, settings: &Settings) -> BTreeMap<Object
             slice,
             publish_not_ready,
             settings.endpoint_pod_names,
+            strings,
         ));
     }
     by_service
 }
 
-fn subset(slice: &EndpointSlice, publish_not_ready: bool, pod_names: bool) -> Subset {
+fn subset(
+    slice: &EndpointSlice,
+    publish_not_ready: bool,
+    pod_names: bool,
+    strings: &mut Strings,
+) -> Subset {
     let mut endpoints = Vec::new();
     for ep in &slice.endpoints {
         let ready = ep.conditions.as_ref().and_then(|c| c.ready) != Some(false);
@@ -382,16 +398,17 @@ fn subset(slice: &EndpointSlice, publish_not_ready: bool, pod_names: bool) -> Su
             let Ok(ip) = addr.parse::<IpAddr>() else {
                 continue;
             };
-            let label = match (&ep.hostname, &pod) {
-                (Some(h), _) if !h.is_empty() => h.to_ascii_lowercase(),
-                (_, Some(p)) if pod_names && !p.is_empty() => p.to_ascii_lowercase(),
-                _ => dashed(addr),
+            let name: Option<Box<str>> = match (&ep.hostname, &pod) {
+                (Some(h), _) if !h.is_empty() => Some(h.to_ascii_lowercase().into()),
+                (_, Some(p)) if pod_names && !p.is_empty() => Some(p.to_ascii_lowercase().into()),
+                _ if dashed(addr) != dashed(&ip.to_string()) => Some(dashed(addr).into()),
+                _ => None,
             };
             if !endpoints
                 .iter()
-                .any(|e: &Endpoint| e.ip == ip && e.label == label)
+                .any(|e: &Endpoint| e.ip == ip && e.name == name)
             {
-                endpoints.push(Endpoint { ip, label });
+                endpoints.push(Endpoint { ip, name });
             }
         }
     }
@@ -400,25 +417,34 @@ fn subset(slice: &EndpointSlice, publish_not_ready: bool, pod_names: bool) -> Su
         .iter()
         .flatten()
         .map(|p| Port {
-            name: p.name.clone().unwrap_or_default(),
-            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".to_owned()),
+            name: strings.get(p.name.as_deref().unwrap_or_default()),
+            protocol: strings.get(p.protocol.as_deref().unwrap_or("TCP")),
             port: p.port.unwrap_or(-1),
         })
         .collect();
     if ports.is_empty() {
         ports.push(Port {
-            name: String::new(),
-            protocol: String::new(),
+            name: strings.get(""),
+            protocol: strings.get(""),
             port: -1,
         });
     }
     Subset { endpoints, ports }
 }
 
-/// The endpoint label CoreDNS derives from an address: dots (IPv4) or colons (IPv6) become
-/// dashes, as written in the object (`fd00::5` → `fd00--5`).
-pub fn dashed(addr: &str) -> String {
-    addr.to_ascii_lowercase().replace(['.', ':'], "-")
+/// Shares equal strings (port names and protocols) between the services that repeat them.
+#[derive(Default)]
+struct Strings(HashMap<Box<str>, Arc<str>>);
+
+impl Strings {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.0.insert(s.into(), Arc::clone(&shared));
+        shared
+    }
 }
 
 /// `kube-system/kube-dns`'s cluster IPs, when that Service exists with some.
@@ -426,7 +452,7 @@ fn dns_service_ips(cluster: &Cluster) -> Option<Vec<IpAddr>> {
     let svc = cluster
         .services
         .get(&ObjectKey::new("kube-system", "kube-dns"))?;
-    match service_kind(svc) {
+    match service_kind(svc, &mut Strings::default()) {
         Kind::ClusterIp(ips, _) if !ips.is_empty() => Some(ips),
         _ => None,
     }

@@ -1,7 +1,9 @@
 //! One service as SRV answers need it, and the SRV records CoreDNS computes from it (pure).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::{Srv, SrvSet};
 
@@ -9,16 +11,34 @@ use super::{Srv, SrvSet};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub ip: IpAddr,
+    /// Its DNS label when it is not the dashed form of `ip`: hostname, else pod name
+    /// (`endpoint_pod_names`), else the address as written if not canonical.
+    pub name: Option<Box<str>>,
+}
+
+impl Endpoint {
     /// Its DNS label: hostname, else pod name (`endpoint_pod_names`), else the dashed IP.
-    pub label: String,
+    pub fn label(&self) -> Cow<'_, str> {
+        match &self.name {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(dashed(&self.ip.to_string())),
+        }
+    }
+}
+
+/// The endpoint label CoreDNS derives from an address: dots (IPv4) or colons (IPv6) become
+/// dashes, as written in the object (`fd00::5` → `fd00--5`).
+pub fn dashed(addr: &str) -> String {
+    addr.to_ascii_lowercase().replace(['.', ':'], "-")
 }
 
 /// A port as an EndpointSlice or a Service lists it. `port` is -1 for a slice without ports
 /// (CoreDNS counts such entries when weighting SRV records, then drops them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {
-    pub name: String,
-    pub protocol: String,
+    /// Shared between the ports that carry the same name (large clusters repeat a few).
+    pub name: Arc<str>,
+    pub protocol: Arc<str>,
     pub port: i32,
 }
 
@@ -75,10 +95,11 @@ impl ServiceEntry {
             _ => {
                 for s in &self.subsets {
                     for ep in &s.endpoints {
-                        if matches!(query, SrvQuery::Endpoint(l) if l != ep.label) {
+                        let label = ep.label();
+                        if matches!(query, SrvQuery::Endpoint(l) if l != label) {
                             continue;
                         }
-                        let target = format!("{}.{fqdn}", ep.label);
+                        let target = format!("{label}.{fqdn}");
                         for p in s.ports.iter().filter(|p| port_ok(p)) {
                             entries.push((target.clone(), p.port, ep.ip));
                         }

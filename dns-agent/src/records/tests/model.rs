@@ -684,5 +684,5 @@ fn reverse_names() {
     ] {
         assert_eq!(resolve::reverse_address(bad), None, "{bad}");
     }
-    assert_eq!(build::dashed("fd00::1:5"), "fd00--1-5");
+    assert_eq!(service::dashed("fd00::1:5"), "fd00--1-5");
 }
