@@ -1,0 +1,802 @@
+//! End-to-end: every A/AAAA case of the zone table (dns-agent/tests/zone_table.rs) asked with dig from a pod netns through the kernel path, then userspace only.
+//!
+//! Needs root, iproute2, dig, curl and the agent binary (`DNS_AGENT_BIN`, else the workspace's
+//! debug build). The fixture is dns-agent/tests/fixtures/zone.yaml; the expected answers below
+//! are the A/AAAA rows of the userspace table, in the same presentation form.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use dns_agent_tests::netns::{Process, Topology};
+
+const METRICS_ADDR: &str = "127.0.0.1:9153";
+/// Most addresses the kernel program answers with.
+const KERNEL_MAX_ADDRS: usize = dns_common::records::MAX_ADDRS;
+
+/// Pass reasons of packets that are not DNS queries to the service: the veth also carries IPv6
+/// neighbour discovery and the like, which the kernel program passes as `not_ipv4`.
+const NOT_DNS: [&str; 3] = ["not_ipv4", "not_udp", "not_service"];
+
+const SOA: &str =
+    "cluster.local. 5 SOA ns.dns.cluster.local. hostmaster.cluster.local. SERIAL 7200 1800 86400 5";
+const SOA4: &str =
+    "in-addr.arpa. 5 SOA ns.dns.in-addr.arpa. hostmaster.in-addr.arpa. SERIAL 7200 1800 86400 5";
+const SOA6: &str = "ip6.arpa. 5 SOA ns.dns.ip6.arpa. hostmaster.ip6.arpa. SERIAL 7200 1800 86400 5";
+const V6_DB: &str = "4.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa.";
+
+/// One A/AAAA question of the table and its expected response: records in presentation form
+/// `owner TTL TYPE data`, `SERIAL` standing for the zone's serial.
+struct Case {
+    qname: &'static str,
+    qtype: &'static str,
+    rcode: &'static str,
+    answer: Vec<&'static str>,
+    authority: Vec<&'static str>,
+}
+
+fn ok(qname: &'static str, qtype: &'static str, answer: &[&'static str]) -> Case {
+    Case {
+        qname,
+        qtype,
+        rcode: "NOERROR",
+        answer: answer.to_vec(),
+        authority: Vec::new(),
+    }
+}
+
+fn nodata(qname: &'static str, qtype: &'static str) -> Case {
+    Case {
+        qname,
+        qtype,
+        rcode: "NOERROR",
+        answer: Vec::new(),
+        authority: vec![SOA],
+    }
+}
+
+fn nxdomain(qname: &'static str, qtype: &'static str) -> Case {
+    Case {
+        qname,
+        qtype,
+        rcode: "NXDOMAIN",
+        answer: Vec::new(),
+        authority: vec![SOA],
+    }
+}
+
+fn refused(qname: &'static str, qtype: &'static str) -> Case {
+    Case {
+        qname,
+        qtype,
+        rcode: "REFUSED",
+        answer: Vec::new(),
+        authority: Vec::new(),
+    }
+}
+
+/// The A and AAAA rows of `zone_table.rs`'s `table()` (default settings: zone cluster.local,
+/// TTL 5, pods disabled).
+fn cases() -> Vec<Case> {
+    vec![
+        // The apex and the ns.dns glue.
+        nodata("cluster.local.", "A"),
+        nodata("cluster.local.", "AAAA"),
+        ok(
+            "ns.dns.cluster.local.",
+            "A",
+            &["ns.dns.cluster.local. 5 A 10.96.0.10"],
+        ),
+        nodata("ns.dns.cluster.local.", "AAAA"),
+        nodata("dns.cluster.local.", "A"),
+        nxdomain("x.dns.cluster.local.", "A"),
+        nodata("dns-version.cluster.local.", "A"),
+        // ClusterIP services: v4, dual-stack, v6-only, mixed case.
+        ok(
+            "kubernetes.default.svc.cluster.local.",
+            "A",
+            &["kubernetes.default.svc.cluster.local. 5 A 10.96.0.1"],
+        ),
+        ok(
+            "kube-dns.kube-system.svc.cluster.local.",
+            "A",
+            &["kube-dns.kube-system.svc.cluster.local. 5 A 10.96.0.10"],
+        ),
+        ok(
+            "web.demo.svc.cluster.local.",
+            "A",
+            &["web.demo.svc.cluster.local. 5 A 10.96.10.20"],
+        ),
+        nodata("web.demo.svc.cluster.local.", "AAAA"),
+        ok(
+            "WEB.Demo.SVC.cluster.LOCAL.",
+            "A",
+            &["WEB.Demo.SVC.cluster.LOCAL. 5 A 10.96.10.20"],
+        ),
+        ok(
+            "dual.demo.svc.cluster.local.",
+            "A",
+            &["dual.demo.svc.cluster.local. 5 A 10.96.20.30"],
+        ),
+        ok(
+            "dual.demo.svc.cluster.local.",
+            "AAAA",
+            &["dual.demo.svc.cluster.local. 5 AAAA fd00:10:96::20:30"],
+        ),
+        nodata("v6only.demo.svc.cluster.local.", "A"),
+        ok(
+            "v6only.demo.svc.cluster.local.",
+            "AAAA",
+            &["v6only.demo.svc.cluster.local. 5 AAAA fd00:10:96::99"],
+        ),
+        // Endpoint names of a ClusterIP service.
+        ok(
+            "10-244-1-5.web.demo.svc.cluster.local.",
+            "A",
+            &["10-244-1-5.web.demo.svc.cluster.local. 5 A 10.244.1.5"],
+        ),
+        ok(
+            "10-244-2-6.web.demo.svc.cluster.local.",
+            "A",
+            &["10-244-2-6.web.demo.svc.cluster.local. 5 A 10.244.2.6"],
+        ),
+        nxdomain("web-1.web.demo.svc.cluster.local.", "A"),
+        // Headless services and their endpoint names.
+        ok(
+            "db.demo.svc.cluster.local.",
+            "A",
+            &[
+                "db.demo.svc.cluster.local. 5 A 10.244.1.11",
+                "db.demo.svc.cluster.local. 5 A 10.244.2.12",
+                "db.demo.svc.cluster.local. 5 A 10.244.3.14",
+            ],
+        ),
+        ok(
+            "db.demo.svc.cluster.local.",
+            "AAAA",
+            &["db.demo.svc.cluster.local. 5 AAAA fd00:10:244::14"],
+        ),
+        ok(
+            "db-0.db.demo.svc.cluster.local.",
+            "A",
+            &["db-0.db.demo.svc.cluster.local. 5 A 10.244.1.11"],
+        ),
+        nodata("db-0.db.demo.svc.cluster.local.", "AAAA"),
+        ok(
+            "10-244-2-12.db.demo.svc.cluster.local.",
+            "A",
+            &["10-244-2-12.db.demo.svc.cluster.local. 5 A 10.244.2.12"],
+        ),
+        ok(
+            "10-244-3-14.db.demo.svc.cluster.local.",
+            "A",
+            &["10-244-3-14.db.demo.svc.cluster.local. 5 A 10.244.3.14"],
+        ),
+        ok(
+            "fd00-10-244--14.db.demo.svc.cluster.local.",
+            "AAAA",
+            &["fd00-10-244--14.db.demo.svc.cluster.local. 5 AAAA fd00:10:244::14"],
+        ),
+        nxdomain("10-244-1-13.db.demo.svc.cluster.local.", "A"),
+        nxdomain("db-1.db.demo.svc.cluster.local.", "A"),
+        nxdomain("10-244-1-11.db.demo.svc.cluster.local.", "A"),
+        nxdomain("warming.demo.svc.cluster.local.", "A"),
+        nxdomain("warming.demo.svc.cluster.local.", "AAAA"),
+        ok(
+            "pnr.demo.svc.cluster.local.",
+            "A",
+            &["pnr.demo.svc.cluster.local. 5 A 10.244.5.5"],
+        ),
+        ok(
+            "10-244-5-5.pnr.demo.svc.cluster.local.",
+            "A",
+            &["10-244-5-5.pnr.demo.svc.cluster.local. 5 A 10.244.5.5"],
+        ),
+        ok(
+            "noports.demo.svc.cluster.local.",
+            "A",
+            &["noports.demo.svc.cluster.local. 5 A 10.244.6.6"],
+        ),
+        nodata("_http._tcp.web.demo.svc.cluster.local.", "A"),
+        // ExternalName: the CNAME (and the in-zone target) from userspace.
+        ok(
+            "search.demo.svc.cluster.local.",
+            "A",
+            &["search.demo.svc.cluster.local. 5 CNAME www.example.com."],
+        ),
+        ok(
+            "search.demo.svc.cluster.local.",
+            "AAAA",
+            &["search.demo.svc.cluster.local. 5 CNAME www.example.com."],
+        ),
+        ok(
+            "alias.demo.svc.cluster.local.",
+            "A",
+            &[
+                "alias.demo.svc.cluster.local. 5 CNAME web.demo.svc.cluster.local.",
+                "web.demo.svc.cluster.local. 5 A 10.96.10.20",
+            ],
+        ),
+        ok(
+            "alias.demo.svc.cluster.local.",
+            "AAAA",
+            &["alias.demo.svc.cluster.local. 5 CNAME web.demo.svc.cluster.local."],
+        ),
+        nxdomain("x.search.demo.svc.cluster.local.", "A"),
+        // Reverse zones: address types are NODATA there.
+        Case {
+            qname: "1.0.96.10.in-addr.arpa.",
+            qtype: "A",
+            rcode: "NOERROR",
+            answer: Vec::new(),
+            authority: vec![SOA4],
+        },
+        Case {
+            qname: V6_DB,
+            qtype: "AAAA",
+            rcode: "NOERROR",
+            answer: Vec::new(),
+            authority: vec![SOA6],
+        },
+        // Intermediate names, unknown namespaces and services, search-path expansions.
+        nodata("svc.cluster.local.", "A"),
+        nodata("demo.svc.cluster.local.", "A"),
+        nodata("empty.svc.cluster.local.", "A"),
+        nodata("pod.cluster.local.", "A"),
+        nxdomain("nons.svc.cluster.local.", "A"),
+        nxdomain("nope.demo.svc.cluster.local.", "A"),
+        nxdomain("nope.demo.svc.cluster.local.", "AAAA"),
+        nxdomain("nope.nons.svc.cluster.local.", "A"),
+        nxdomain("web.empty.svc.cluster.local.", "A"),
+        nxdomain("10-244-1-5.demo.pod.cluster.local.", "A"),
+        nxdomain("demo.pod.cluster.local.", "A"),
+        nxdomain("www.example.com.demo.svc.cluster.local.", "A"),
+        nxdomain("www.example.com.svc.cluster.local.", "A"),
+        nxdomain("www.example.com.cluster.local.", "A"),
+        nxdomain("web.demo.svc.cluster.local.demo.svc.cluster.local.", "A"),
+        nxdomain("x.web.demo.svc.cluster.local.", "A"),
+        nxdomain("a.b.web.demo.svc.cluster.local.", "A"),
+        nxdomain("web.demo.cluster.local.", "A"),
+        nxdomain("Nope.Demo.Svc.Cluster.Local.", "A"),
+        // Not ours.
+        refused("local.", "A"),
+        refused("example.com.", "A"),
+        refused("xcluster.local.", "A"),
+        refused("cluster.local.example.com.", "A"),
+    ]
+}
+
+impl Case {
+    /// Whether the kernel answers this case: a positive answer made only of `qtype` records at
+    /// the question's name, few enough addresses, fitting 512 bytes (the limit without EDNS,
+    /// and below any EDNS size dig offers).
+    fn kernel_answers(&self) -> bool {
+        let n = self.answer.len();
+        n > 0
+            && n <= KERNEL_MAX_ADDRS
+            && self.answer.iter().all(|rr| {
+                let f: Vec<&str> = rr.split_whitespace().collect();
+                f.len() == 4 && f[0] == self.qname && f[2] == self.qtype
+            })
+            && 12 + self.qname.len() + 1 + 4 + n * if self.qtype == "A" { 16 } else { 28 } <= 512
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent, its metrics, dig.
+
+fn workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .expect("tests/ has a parent directory")
+        .to_path_buf()
+}
+
+fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DNS_AGENT_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "DNS_AGENT_BIN={} does not exist", p.display());
+        return p;
+    }
+    let p = workspace().join("target/debug/dns-agent");
+    assert!(
+        p.is_file(),
+        "no agent binary: set DNS_AGENT_BIN or build it first (`cargo build -p dns-agent`)"
+    );
+    p
+}
+
+fn fixture() -> PathBuf {
+    workspace().join("dns-agent/tests/fixtures/zone.yaml")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str()
+        .unwrap_or_else(|| panic!("{} is not UTF-8", p.display()))
+}
+
+/// The agent in the node namespace on zone.yaml, stopped (SIGTERM) when dropped.
+struct Agent {
+    proc: Process,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts the agent and waits until it answers from the pod, and with the kernel path
+    /// until a probe is counted as a kernel answer.
+    fn start(topo: &Topology, extra: &[&str]) -> Agent {
+        let log = std::env::temp_dir().join(format!(
+            "dns-agent-e2e-zone-{}-{}.log",
+            topo.node_ns(),
+            std::process::id()
+        ));
+        let service = topo.service_ip().to_string();
+        let fixture = fixture();
+        let mut args = vec![
+            "--snapshot",
+            path_str(&fixture),
+            "--attach",
+            topo.node_if(),
+            "--service-ip",
+            &service,
+            "--metrics-addr",
+            METRICS_ADDR,
+        ];
+        args.extend_from_slice(extra);
+        let child = topo
+            .command(topo.node_ns(), path_str(&agent_bin()), &args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display())),
+            )
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the agent: {e}"));
+        let mut agent = Agent {
+            proc: Process::new("dns-agent", child),
+            log,
+        };
+        agent.wait_ready(topo, !extra.contains(&"--no-kernel"));
+        agent
+    }
+
+    fn wait_ready(&mut self, topo: &Topology, kernel: bool) {
+        let (name, addr) = ("web.demo.svc.cluster.local.", "10.96.10.20");
+        let server = format!("@{}", topo.service_ip());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.proc.try_wait().expect("polling the agent") {
+                panic!(
+                    "the agent exited with {status} before answering:\n{}",
+                    self.log()
+                );
+            }
+            let out = topo
+                .exec_in_pod(
+                    "dig",
+                    &["+tries=1", "+time=1", "+short", &server, name, "A"],
+                )
+                .expect("dig");
+            let answered = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == addr);
+            if answered && scrape(topo).is_some() {
+                if !kernel {
+                    return;
+                }
+                let before = Metrics::get_or_zero(topo, "dns_agent_kernel_responses_total");
+                topo.exec_in_pod("dig", &["+tries=1", "+time=1", &server, name, "A"])
+                    .expect("dig");
+                if Metrics::get_or_zero(topo, "dns_agent_kernel_responses_total") > before {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not answer {name} within 20 s:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the agent (SIGTERM) and checks that it exited cleanly.
+    fn stop(self) {
+        let log = self.log();
+        let out = self
+            .proc
+            .stop(Duration::from_secs(10))
+            .expect("stopping the agent");
+        assert!(
+            out.status.success(),
+            "the agent exited with {} on SIGTERM:\n{log}",
+            out.status
+        );
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// The metrics text, `None` when the endpoint does not answer (yet).
+fn scrape(topo: &Topology) -> Option<String> {
+    let out = topo
+        .exec_in_node(
+            "curl",
+            &[
+                "-sf",
+                "--max-time",
+                "2",
+                &format!("http://{METRICS_ADDR}/metrics"),
+            ],
+        )
+        .expect("curl");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// Prometheus text as `name{labels}` -> value.
+struct Metrics(BTreeMap<String, f64>);
+
+impl Metrics {
+    fn scrape(topo: &Topology) -> Metrics {
+        let text = scrape(topo).expect("cannot scrape the agent's metrics");
+        Metrics(
+            text.lines()
+                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                .filter_map(|l| {
+                    let (key, value) = l.rsplit_once(' ')?;
+                    Some((key.trim().to_string(), value.trim().parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    fn get_or_zero(topo: &Topology, key: &str) -> u64 {
+        Metrics::scrape(topo).get(key)
+    }
+
+    fn get(&self, key: &str) -> u64 {
+        self.0.get(key).map_or(0, |v| *v as u64)
+    }
+
+    /// Every `dns_agent_kernel_passed_total` series by reason.
+    fn passed(&self) -> BTreeMap<String, u64> {
+        let head = "dns_agent_kernel_passed_total{reason=\"";
+        self.0
+            .iter()
+            .filter_map(|(k, v)| {
+                let reason = k.strip_prefix(head)?.strip_suffix("\"}")?;
+                Some((reason.to_string(), *v as u64))
+            })
+            .collect()
+    }
+
+    fn sum(&self, name: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(k, _)| k.as_str() == name || k.starts_with(&format!("{name}{{")))
+            .map(|(_, v)| *v as u64)
+            .sum()
+    }
+}
+
+/// dig's view of one response.
+#[derive(Debug)]
+struct Reply {
+    text: String,
+    status: String,
+    flags: Vec<String>,
+    question: Vec<String>,
+    /// Records as `owner TTL TYPE data` (class IN dropped), like the table.
+    answer: Vec<String>,
+    authority: Vec<String>,
+    additional: Vec<String>,
+    opt: Vec<String>,
+}
+
+/// Runs `dig` once (one UDP packet: no retries, no TCP fallback) from the pod.
+fn dig(topo: &Topology, qname: &str, qtype: &str, edns: bool) -> Reply {
+    let server = format!("@{}", topo.service_ip());
+    let mut args = vec![
+        server.as_str(),
+        "+tries=1",
+        "+time=3",
+        "+ignore",
+        "+noall",
+        "+comments",
+        "+question",
+        "+answer",
+        "+authority",
+        "+additional",
+    ];
+    if !edns {
+        args.push("+noedns");
+    }
+    args.extend([qname, qtype]);
+    let out = topo.exec_in_pod("dig", &args).expect("running dig");
+    parse(&format!("dig {qname} {qtype} edns={edns}"), &out)
+}
+
+fn parse(what: &str, out: &Output) -> Reply {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("status:"),
+        "{what}: no reply ({}):\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = Reply {
+        text: text.clone(),
+        status: String::new(),
+        flags: Vec::new(),
+        question: Vec::new(),
+        answer: Vec::new(),
+        authority: Vec::new(),
+        additional: Vec::new(),
+        opt: Vec::new(),
+    };
+    let record = |l: &str| -> String {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert!(
+            f.len() >= 5 && f[2] == "IN",
+            "{what}: unexpected record line {l:?}"
+        );
+        let mut kept = vec![f[0], f[1]];
+        kept.extend_from_slice(&f[3..]);
+        kept.join(" ")
+    };
+    let mut section = "";
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(i) = l.find("status: ") {
+            r.status = l[i + 8..]
+                .split([',', ';'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+        } else if let Some(flags) = l.strip_prefix(";; flags:") {
+            r.flags = flags
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+        } else if l.starts_with(";;") && l.ends_with(':') && l.contains("SECTION") {
+            section = if l.contains("PSEUDOSECTION") {
+                "opt"
+            } else if l.contains("QUESTION") {
+                "question"
+            } else if l.contains("ANSWER") {
+                "answer"
+            } else if l.contains("AUTHORITY") {
+                "authority"
+            } else if l.contains("ADDITIONAL") {
+                "additional"
+            } else {
+                ""
+            };
+        } else if l.is_empty() {
+            continue;
+        } else {
+            match section {
+                "opt" => r.opt.push(l.to_string()),
+                "question" => r
+                    .question
+                    .push(l.trim_start_matches(';').trim().to_string()),
+                "answer" if !l.starts_with(';') => r.answer.push(record(l)),
+                "authority" if !l.starts_with(';') => r.authority.push(record(l)),
+                "additional" if !l.starts_with(';') => r.additional.push(record(l)),
+                _ => {}
+            }
+        }
+    }
+    r
+}
+
+impl Reply {
+    /// The output without what may differ between two equal responses: the ID, timing and
+    /// server lines, and the SOA serial (the time the agent loaded its records).
+    fn normalized(&self) -> String {
+        self.text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| {
+                !l.is_empty()
+                    && ![";; Query time", ";; SERVER", ";; WHEN", ";; MSG SIZE"]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+            })
+            .map(|l| {
+                let mut l = l.to_string();
+                if let Some(i) = l.find("id: ") {
+                    let end = l[i + 4..]
+                        .find(|c: char| !c.is_ascii_digit())
+                        .map_or(l.len(), |e| i + 4 + e);
+                    l.replace_range(i + 4..end, "<id>");
+                }
+                let mut f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+                if f.len() >= 7 && f[3] == "SOA" && !l.starts_with(';') {
+                    f[6] = "<serial>".to_string();
+                    l = f.join(" ");
+                }
+                l
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The SOA serial in the authority section, if any.
+    fn serial(&self) -> Option<String> {
+        self.authority.iter().find_map(|rr| {
+            let f: Vec<&str> = rr.split_whitespace().collect();
+            (f.len() == 10 && f[2] == "SOA").then(|| f[5].to_string())
+        })
+    }
+}
+
+/// What is wrong with `r` as the response to `case` (empty: nothing). `serial` replaces
+/// `SERIAL` in the expectation.
+fn check(case: &Case, edns: bool, r: &Reply, serial: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    let has = |f: &str| r.flags.iter().any(|x| x == f);
+    let fill =
+        |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.replace("SERIAL", serial)).collect() };
+    if r.status != case.rcode {
+        bad.push(format!("rcode {} (want {})", r.status, case.rcode));
+    }
+    if r.answer != fill(&case.answer) {
+        bad.push(format!("answer {:?} (want {:?})", r.answer, case.answer));
+    }
+    if r.authority != fill(&case.authority) {
+        bad.push(format!(
+            "authority {:?} (want {:?} with serial {serial})",
+            r.authority, case.authority
+        ));
+    }
+    if !r.additional.is_empty() {
+        bad.push(format!("additional {:?} (want none)", r.additional));
+    }
+    if !has("qr") || has("tc") || has("ra") || !has("rd") {
+        bad.push(format!("flags {:?} (want qr rd, no tc/ra)", r.flags));
+    }
+    if has("aa") != (case.rcode != "REFUSED") {
+        bad.push(format!("flags {:?}: AA iff inside the zone", r.flags));
+    }
+    let q = r
+        .question
+        .first()
+        .map(|q| q.split_whitespace().collect::<Vec<_>>());
+    if r.question.len() != 1 || q != Some(vec![case.qname, "IN", case.qtype]) {
+        bad.push(format!("question {:?} not echoed as sent", r.question));
+    }
+    if r.opt.len() != usize::from(edns) {
+        bad.push(format!(
+            "OPT lines {:?} (want {})",
+            r.opt,
+            usize::from(edns)
+        ));
+    }
+    bad
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Every A/AAAA case of the zone table from a pod, with and without EDNS: the kernel answers
+/// exactly the positive ones it can hold, passes the rest, and userspace alone answers the same.
+#[test]
+fn zone_address_cases_through_the_kernel_path() {
+    let cases = cases();
+    let from_kernel = cases.iter().filter(|c| c.kernel_answers()).count();
+    assert!(
+        from_kernel >= 15 && cases.len() - from_kernel >= 30,
+        "the case list lost its shape: {from_kernel} kernel cases of {}",
+        cases.len()
+    );
+    let topo = Topology::create_unique("e2e-zone").expect("create topology");
+
+    // Kernel path.
+    let agent = Agent::start(&topo, &[]);
+    let before = Metrics::scrape(&topo);
+    let mut serial: Option<String> = None;
+    let mut kernel_replies = Vec::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        for edns in [true, false] {
+            let r = dig(&topo, case.qname, case.qtype, edns);
+            // Every negative answer carries the same SOA; its serial is the load time.
+            if serial.is_none() {
+                serial = r.serial();
+            }
+            let bad = check(case, edns, &r, serial.as_deref().unwrap_or("SERIAL"));
+            if !bad.is_empty() {
+                failures.push(format!(
+                    "{} {} edns={edns} (kernel path): {}\n{}",
+                    case.qname,
+                    case.qtype,
+                    bad.join("; "),
+                    r.text
+                ));
+            }
+            kernel_replies.push(r);
+        }
+    }
+    let after = Metrics::scrape(&topo);
+    agent.stop();
+    assert!(
+        failures.is_empty(),
+        "{} of {} responses differ from the table:\n{}",
+        failures.len(),
+        2 * cases.len(),
+        failures.join("\n")
+    );
+    let want_kernel = 2 * from_kernel as u64;
+    let want_passed = 2 * (cases.len() - from_kernel) as u64;
+    assert_eq!(
+        after.get("dns_agent_kernel_responses_total")
+            - before.get("dns_agent_kernel_responses_total"),
+        want_kernel,
+        "kernel answers: want exactly the {want_kernel} positive A/AAAA queries it holds"
+    );
+    let (pb, pa) = (before.passed(), after.passed());
+    let passed: BTreeMap<&str, u64> = pa
+        .iter()
+        .map(|(reason, n)| (reason.as_str(), n - pb.get(reason).copied().unwrap_or(0)))
+        .filter(|(reason, n)| *n > 0 && !NOT_DNS.contains(reason))
+        .collect();
+    // Every other question is a name (or a type of it) the maps do not hold.
+    assert_eq!(
+        passed,
+        BTreeMap::from([("miss", want_passed)]),
+        "kernel_passed_total deltas by reason"
+    );
+    assert_eq!(
+        after.sum("dns_agent_userspace_responses_total")
+            - before.sum("dns_agent_userspace_responses_total"),
+        want_passed,
+        "userspace responses: want exactly the {want_passed} passed queries"
+    );
+
+    // Userspace only: every response equal but for the ID and the SOA serial.
+    let agent = Agent::start(&topo, &["--no-kernel"]);
+    let mut mismatches = Vec::new();
+    let mut replies = kernel_replies.iter();
+    for case in &cases {
+        for edns in [true, false] {
+            let kernel = replies.next().expect("one kernel reply per query");
+            let user = dig(&topo, case.qname, case.qtype, edns);
+            if user.normalized() != kernel.normalized() {
+                mismatches.push(format!(
+                    "{} {} edns={edns} (kernel: {})\n--- kernel path:\n{}\n--- userspace:\n{}",
+                    case.qname,
+                    case.qtype,
+                    case.kernel_answers(),
+                    kernel.text,
+                    user.text
+                ));
+            }
+        }
+    }
+    let after = Metrics::scrape(&topo);
+    assert_eq!(
+        after.get("dns_agent_kernel_responses_total"),
+        0,
+        "--no-kernel but kernel answers counted"
+    );
+    agent.stop();
+    assert!(
+        mismatches.is_empty(),
+        "{} responses differ between the kernel path and userspace:\n{}",
+        mismatches.len(),
+        mismatches.join("\n\n")
+    );
+}
