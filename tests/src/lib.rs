@@ -1,4 +1,5 @@
 //! Shared helpers of the privileged end-to-end tests.
+pub mod agent;
 pub mod expected;
 pub mod netns;
 pub mod test_run;

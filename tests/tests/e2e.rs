@@ -7,49 +7,24 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use dns_agent_tests::agent::{
+    agent_bin, normalize, path_str, sample_path, Agent, ClientOutput, Metrics, DIG_ONCE,
+    METRICS_ADDR,
+};
 use dns_agent_tests::expected::{self, ARecords, AaaaRecords};
 use dns_agent_tests::netns::{Process, Topology};
 
-const METRICS_ADDR: &str = "127.0.0.1:9153";
 const TTL: u32 = 5;
 /// Most addresses the kernel program answers with (`ARecords::addrs_be`).
 const KERNEL_MAX_ADDRS: usize = dns_common::records::MAX_ADDRS;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures: paths, the expected records, the agent process, metrics.
-
-fn workspace() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .expect("tests/ has a parent directory")
-        .to_path_buf()
-}
-
-/// The agent binary: `DNS_AGENT_BIN`, else the workspace's debug build.
-fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("DNS_AGENT_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "DNS_AGENT_BIN={} does not exist", p.display());
-        return p;
-    }
-    let p = workspace().join("target/debug/dns-agent");
-    assert!(
-        p.is_file(),
-        "no agent binary: set DNS_AGENT_BIN or build it first (`cargo build -p dns-agent`); \
-         `cargo xtask test` does both"
-    );
-    p
-}
-
-fn sample_path() -> PathBuf {
-    workspace().join("dns-agent/snapshots/sample.yaml")
-}
 
 fn sample_records() -> ARecords {
     let path = sample_path();
@@ -71,204 +46,6 @@ fn sample_aaaa_records() -> AaaaRecords {
 fn kernel_answerable(name: &str, n: usize) -> bool {
     // header + question (wire name = len + 1 bytes) + n answers of 16 bytes.
     n <= KERNEL_MAX_ADDRS && 12 + name.len() + 1 + 4 + 16 * n <= 512
-}
-
-/// A running agent in the node namespace, stopped (SIGTERM) when dropped.
-struct Agent {
-    proc: Process,
-    log: PathBuf,
-    kernel: bool,
-}
-
-impl Agent {
-    /// Starts the agent on `topo`'s node side with the sample snapshot and `extra` flags, and
-    /// waits until it answers from the pod (and, with the kernel path, until the kernel does).
-    fn start(topo: &Topology, extra: &[&str], probe: (&str, Ipv4Addr)) -> Agent {
-        Agent::start_with(topo, &sample_path(), extra, probe)
-    }
-
-    /// [`Agent::start`] with another snapshot file.
-    fn start_with(
-        topo: &Topology,
-        snapshot: &Path,
-        extra: &[&str],
-        probe: (&str, Ipv4Addr),
-    ) -> Agent {
-        let log = std::env::temp_dir().join(format!(
-            "dns-agent-e2e-{}-{}.log",
-            topo.node_ns(),
-            std::process::id()
-        ));
-        let args = agent_args(topo, snapshot, extra);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = topo
-            .command(topo.node_ns(), path_str(&agent_bin()), &refs)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display())),
-            )
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting the agent: {e}"));
-        let mut agent = Agent {
-            proc: Process::new("dns-agent", child),
-            log,
-            kernel: !extra.contains(&"--no-kernel"),
-        };
-        agent.wait_ready(topo, probe);
-        agent
-    }
-
-    fn wait_ready(&mut self, topo: &Topology, (name, addr): (&str, Ipv4Addr)) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let server = format!("@{}", topo.service_ip());
-        loop {
-            if let Some(status) = self.proc.try_wait().expect("polling the agent") {
-                panic!(
-                    "the agent exited with {status} before answering:\n{}",
-                    self.log()
-                );
-            }
-            let out = topo
-                .exec_in_pod(
-                    "dig",
-                    &["+tries=1", "+time=1", "+short", &server, name, "A"],
-                )
-                .expect("dig");
-            let answered = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l.trim() == addr.to_string());
-            let metrics_up = topo
-                .exec_in_node(
-                    "curl",
-                    &[
-                        "-sf",
-                        "--max-time",
-                        "1",
-                        &format!("http://{METRICS_ADDR}/metrics"),
-                    ],
-                )
-                .expect("curl")
-                .status
-                .success();
-            if answered && metrics_up {
-                if !self.kernel {
-                    return;
-                }
-                // The userspace server may come up before the kernel map is filled: wait until a
-                // probe is counted as a kernel answer.
-                let before = Metrics::scrape(topo).get("dns_agent_kernel_responses_total");
-                topo.exec_in_pod("dig", &["+tries=1", "+time=1", &server, name, "A"])
-                    .expect("dig");
-                if Metrics::scrape(topo).get("dns_agent_kernel_responses_total") > before {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not answer {name} within 20 s:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the agent (SIGTERM) and checks that it exited cleanly.
-    fn stop(self) {
-        let log = self.log();
-        let out = self
-            .proc
-            .stop(Duration::from_secs(10))
-            .expect("stopping the agent");
-        assert!(
-            out.status.success(),
-            "the agent exited with {} on SIGTERM:\n{log}",
-            out.status
-        );
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-fn agent_args(topo: &Topology, snapshot: &Path, extra: &[&str]) -> Vec<String> {
-    let service = topo.service_ip().to_string();
-    let mut args: Vec<String> = [
-        "--snapshot",
-        path_str(snapshot),
-        "--attach",
-        topo.node_if(),
-        "--service-ip",
-        &service,
-        "--metrics-addr",
-        METRICS_ADDR,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str()
-        .unwrap_or_else(|| panic!("{} is not UTF-8", p.display()))
-}
-
-/// Prometheus text from the agent, as `name{labels}` -> value.
-struct Metrics(BTreeMap<String, f64>);
-
-impl Metrics {
-    fn scrape(topo: &Topology) -> Metrics {
-        let out = topo
-            .exec_in_node(
-                "curl",
-                &[
-                    "-sf",
-                    "--max-time",
-                    "2",
-                    &format!("http://{METRICS_ADDR}/metrics"),
-                ],
-            )
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "cannot scrape the metrics: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let map = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| {
-                let (key, value) = l.rsplit_once(' ')?;
-                Some((key.trim().to_string(), value.trim().parse().ok()?))
-            })
-            .collect();
-        Metrics(map)
-    }
-
-    /// The value of `key` (`name` or `name{labels}` exactly as exposed), 0 when absent.
-    fn get(&self, key: &str) -> u64 {
-        self.0.get(key).map_or(0, |v| *v as u64)
-    }
-
-    /// Sum of every series of metric `name`.
-    fn sum(&self, name: &str) -> u64 {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.as_str() == name || k.starts_with(&format!("{name}{{")))
-            .map(|(_, v)| *v as u64)
-            .sum()
-    }
-
-    fn passed(&self, reason: &str) -> u64 {
-        self.get(&format!(
-            "dns_agent_kernel_passed_total{{reason=\"{reason}\"}}"
-        ))
-    }
 }
 
 /// Every program attached to the node-side veth: XDP (`ip link`), TC filters (`tc filter`) and
@@ -446,18 +223,7 @@ impl Query {
     fn run(&self, topo: &Topology) -> Reply {
         let server = format!("@{}", topo.service_ip());
         let mut args: Vec<&str> = match self.tool {
-            Tool::Dig => vec![
-                &server,
-                "+tries=1",
-                "+time=3",
-                "+ignore",
-                "+noall",
-                "+comments",
-                "+question",
-                "+answer",
-                "+authority",
-                "+additional",
-            ],
+            Tool::Dig => [server.as_str()].into_iter().chain(DIG_ONCE).collect(),
             Tool::Kdig => vec![&server, "+retry=0", "+timeout=3", "+ignore", "+nostats"],
         };
         args.extend(self.opts.iter().copied());
@@ -489,109 +255,22 @@ struct Reply {
 
 impl Reply {
     fn parse(q: &Query, out: &Output) -> Reply {
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success() && text.contains("status:"),
-            "{}: no reply ({}):\n{text}{}",
-            q.describe(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut r = Reply {
-            text: text.clone(),
-            ..Reply::default()
-        };
-        let mut section = "";
-        for line in text.lines() {
-            let l = line.trim();
-            if let Some(i) = l.find("status: ") {
-                r.status = l[i + 8..]
-                    .split([',', ';'])
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-            } else if l.to_ascii_lowercase().starts_with(";; flags:") {
-                let f = &l[9..];
-                r.flags = f
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect();
-            } else if l.starts_with(";;")
-                && l.ends_with(':')
-                && (l.contains("SECTION") || l.contains(" DATA"))
-            {
-                section = if l.contains("PSEUDOSECTION") {
-                    "opt"
-                } else if l.contains("QUESTION") {
-                    "question"
-                } else if l.contains("ANSWER") {
-                    "answer"
-                } else if l.contains("AUTHORITY") {
-                    "authority"
-                } else if l.contains("ADDITIONAL") {
-                    "additional"
-                } else {
-                    ""
-                };
-            } else if l.is_empty() {
-                continue;
-            } else {
-                match section {
-                    "opt" => r.opt.push(l.to_string()),
-                    "question" => r
-                        .question
-                        .push(l.trim_start_matches(';').trim().to_string()),
-                    "answer" if !l.starts_with(';') => r.answer.push(fields(l)),
-                    "authority" if !l.starts_with(';') => r.authority.push(fields(l)),
-                    _ => {}
-                }
-            }
+        let o = ClientOutput::parse(&q.describe(), out);
+        Reply {
+            answer: o.answer.iter().map(|l| fields(l)).collect(),
+            authority: o.authority.iter().map(|l| fields(l)).collect(),
+            text: o.text,
+            status: o.status,
+            flags: o.flags,
+            question: o.question,
+            opt: o.opt,
         }
-        r
     }
 
     /// The output with everything that may differ between two equal responses removed: the ID,
-    /// timing and server lines, and the SOA serial (the time the agent loaded its records).
+    /// timing and server lines (dig's and kdig's), and the SOA serial.
     fn normalized(&self) -> String {
-        self.text
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| {
-                !l.is_empty()
-                    && ![
-                        ";; Query time",
-                        ";; SERVER",
-                        ";; WHEN",
-                        ";; MSG SIZE",
-                        ";; Received",
-                        ";; Time",
-                        ";; From",
-                    ]
-                    .iter()
-                    .any(|p| l.starts_with(p))
-            })
-            .map(|l| {
-                let mut l = l.to_string();
-                if let Some(i) = l.find("id: ") {
-                    let end = l[i + 4..]
-                        .find(|c: char| !c.is_ascii_digit())
-                        .map_or(l.len(), |e| i + 4 + e);
-                    l.replace_range(i + 4..end, "<id>");
-                }
-                let f = fields(&l);
-                if f.len() >= 7 && f[3] == "SOA" && !l.starts_with(';') {
-                    let mut f = f;
-                    f[6] = "<serial>".to_string();
-                    l = f.join(" ");
-                }
-                l
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        normalize(&self.text, &[";; Received", ";; Time", ";; From"])
     }
 }
 

@@ -5,15 +5,12 @@
 //! are the A/AAAA rows of the userspace table, in the same presentation form.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::net::Ipv4Addr;
+use std::process::Output;
 
-use dns_agent_tests::netns::{Process, Topology};
+use dns_agent_tests::agent::{normalize, zone_fixture, Agent, ClientOutput, Metrics, DIG_ONCE};
+use dns_agent_tests::netns::Topology;
 
-const METRICS_ADDR: &str = "127.0.0.1:9153";
 /// Most addresses the kernel program answers with.
 const KERNEL_MAX_ADDRS: usize = dns_common::records::MAX_ADDRS;
 
@@ -288,206 +285,6 @@ impl Case {
 // ---------------------------------------------------------------------------------------------
 // The agent, its metrics, dig.
 
-fn workspace() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .expect("tests/ has a parent directory")
-        .to_path_buf()
-}
-
-fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("DNS_AGENT_BIN") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "DNS_AGENT_BIN={} does not exist", p.display());
-        return p;
-    }
-    let p = workspace().join("target/debug/dns-agent");
-    assert!(
-        p.is_file(),
-        "no agent binary: set DNS_AGENT_BIN or build it first (`cargo build -p dns-agent`)"
-    );
-    p
-}
-
-fn fixture() -> PathBuf {
-    workspace().join("dns-agent/tests/fixtures/zone.yaml")
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str()
-        .unwrap_or_else(|| panic!("{} is not UTF-8", p.display()))
-}
-
-/// The agent in the node namespace on zone.yaml, stopped (SIGTERM) when dropped.
-struct Agent {
-    proc: Process,
-    log: PathBuf,
-}
-
-impl Agent {
-    /// Starts the agent and waits until it answers from the pod, and with the kernel path
-    /// until a probe is counted as a kernel answer.
-    fn start(topo: &Topology, extra: &[&str]) -> Agent {
-        let log = std::env::temp_dir().join(format!(
-            "dns-agent-e2e-zone-{}-{}.log",
-            topo.node_ns(),
-            std::process::id()
-        ));
-        let service = topo.service_ip().to_string();
-        let fixture = fixture();
-        let mut args = vec![
-            "--snapshot",
-            path_str(&fixture),
-            "--attach",
-            topo.node_if(),
-            "--service-ip",
-            &service,
-            "--metrics-addr",
-            METRICS_ADDR,
-        ];
-        args.extend_from_slice(extra);
-        let child = topo
-            .command(topo.node_ns(), path_str(&agent_bin()), &args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                File::create(&log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display())),
-            )
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting the agent: {e}"));
-        let mut agent = Agent {
-            proc: Process::new("dns-agent", child),
-            log,
-        };
-        agent.wait_ready(topo, !extra.contains(&"--no-kernel"));
-        agent
-    }
-
-    fn wait_ready(&mut self, topo: &Topology, kernel: bool) {
-        let (name, addr) = ("web.demo.svc.cluster.local.", "10.96.10.20");
-        let server = format!("@{}", topo.service_ip());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.proc.try_wait().expect("polling the agent") {
-                panic!(
-                    "the agent exited with {status} before answering:\n{}",
-                    self.log()
-                );
-            }
-            let out = topo
-                .exec_in_pod(
-                    "dig",
-                    &["+tries=1", "+time=1", "+short", &server, name, "A"],
-                )
-                .expect("dig");
-            let answered = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l.trim() == addr);
-            if answered && scrape(topo).is_some() {
-                if !kernel {
-                    return;
-                }
-                let before = Metrics::get_or_zero(topo, "dns_agent_kernel_responses_total");
-                topo.exec_in_pod("dig", &["+tries=1", "+time=1", &server, name, "A"])
-                    .expect("dig");
-                if Metrics::get_or_zero(topo, "dns_agent_kernel_responses_total") > before {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not answer {name} within 20 s:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Stops the agent (SIGTERM) and checks that it exited cleanly.
-    fn stop(self) {
-        let log = self.log();
-        let out = self
-            .proc
-            .stop(Duration::from_secs(10))
-            .expect("stopping the agent");
-        assert!(
-            out.status.success(),
-            "the agent exited with {} on SIGTERM:\n{log}",
-            out.status
-        );
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-/// The metrics text, `None` when the endpoint does not answer (yet).
-fn scrape(topo: &Topology) -> Option<String> {
-    let out = topo
-        .exec_in_node(
-            "curl",
-            &[
-                "-sf",
-                "--max-time",
-                "2",
-                &format!("http://{METRICS_ADDR}/metrics"),
-            ],
-        )
-        .expect("curl");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).to_string())
-}
-
-/// Prometheus text as `name{labels}` -> value.
-struct Metrics(BTreeMap<String, f64>);
-
-impl Metrics {
-    fn scrape(topo: &Topology) -> Metrics {
-        let text = scrape(topo).expect("cannot scrape the agent's metrics");
-        Metrics(
-            text.lines()
-                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-                .filter_map(|l| {
-                    let (key, value) = l.rsplit_once(' ')?;
-                    Some((key.trim().to_string(), value.trim().parse().ok()?))
-                })
-                .collect(),
-        )
-    }
-
-    fn get_or_zero(topo: &Topology, key: &str) -> u64 {
-        Metrics::scrape(topo).get(key)
-    }
-
-    fn get(&self, key: &str) -> u64 {
-        self.0.get(key).map_or(0, |v| *v as u64)
-    }
-
-    /// Every `dns_agent_kernel_passed_total` series by reason.
-    fn passed(&self) -> BTreeMap<String, u64> {
-        let head = "dns_agent_kernel_passed_total{reason=\"";
-        self.0
-            .iter()
-            .filter_map(|(k, v)| {
-                let reason = k.strip_prefix(head)?.strip_suffix("\"}")?;
-                Some((reason.to_string(), *v as u64))
-            })
-            .collect()
-    }
-
-    fn sum(&self, name: &str) -> u64 {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.as_str() == name || k.starts_with(&format!("{name}{{")))
-            .map(|(_, v)| *v as u64)
-            .sum()
-    }
-}
-
 /// dig's view of one response.
 #[derive(Debug)]
 struct Reply {
@@ -505,18 +302,7 @@ struct Reply {
 /// Runs `dig` once (one UDP packet: no retries, no TCP fallback) from the pod.
 fn dig(topo: &Topology, qname: &str, qtype: &str, edns: bool) -> Reply {
     let server = format!("@{}", topo.service_ip());
-    let mut args = vec![
-        server.as_str(),
-        "+tries=1",
-        "+time=3",
-        "+ignore",
-        "+noall",
-        "+comments",
-        "+question",
-        "+answer",
-        "+authority",
-        "+additional",
-    ];
+    let mut args: Vec<&str> = [server.as_str()].into_iter().chain(DIG_ONCE).collect();
     if !edns {
         args.push("+noedns");
     }
@@ -526,24 +312,8 @@ fn dig(topo: &Topology, qname: &str, qtype: &str, edns: bool) -> Reply {
 }
 
 fn parse(what: &str, out: &Output) -> Reply {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success() && text.contains("status:"),
-        "{what}: no reply ({}):\n{text}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut r = Reply {
-        text: text.clone(),
-        status: String::new(),
-        flags: Vec::new(),
-        question: Vec::new(),
-        answer: Vec::new(),
-        authority: Vec::new(),
-        additional: Vec::new(),
-        opt: Vec::new(),
-    };
-    let record = |l: &str| -> String {
+    let o = ClientOutput::parse(what, out);
+    let record = |l: &String| -> String {
         let f: Vec<&str> = l.split_whitespace().collect();
         assert!(
             f.len() >= 5 && f[2] == "IN",
@@ -553,86 +323,23 @@ fn parse(what: &str, out: &Output) -> Reply {
         kept.extend_from_slice(&f[3..]);
         kept.join(" ")
     };
-    let mut section = "";
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(i) = l.find("status: ") {
-            r.status = l[i + 8..]
-                .split([',', ';'])
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string();
-        } else if let Some(flags) = l.strip_prefix(";; flags:") {
-            r.flags = flags
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-        } else if l.starts_with(";;") && l.ends_with(':') && l.contains("SECTION") {
-            section = if l.contains("PSEUDOSECTION") {
-                "opt"
-            } else if l.contains("QUESTION") {
-                "question"
-            } else if l.contains("ANSWER") {
-                "answer"
-            } else if l.contains("AUTHORITY") {
-                "authority"
-            } else if l.contains("ADDITIONAL") {
-                "additional"
-            } else {
-                ""
-            };
-        } else if l.is_empty() {
-            continue;
-        } else {
-            match section {
-                "opt" => r.opt.push(l.to_string()),
-                "question" => r
-                    .question
-                    .push(l.trim_start_matches(';').trim().to_string()),
-                "answer" if !l.starts_with(';') => r.answer.push(record(l)),
-                "authority" if !l.starts_with(';') => r.authority.push(record(l)),
-                "additional" if !l.starts_with(';') => r.additional.push(record(l)),
-                _ => {}
-            }
-        }
+    Reply {
+        answer: o.answer.iter().map(record).collect(),
+        authority: o.authority.iter().map(record).collect(),
+        additional: o.additional.iter().map(record).collect(),
+        text: o.text,
+        status: o.status,
+        flags: o.flags,
+        question: o.question,
+        opt: o.opt,
     }
-    r
 }
 
 impl Reply {
     /// The output without what may differ between two equal responses: the ID, timing and
     /// server lines, and the SOA serial (the time the agent loaded its records).
     fn normalized(&self) -> String {
-        self.text
-            .lines()
-            .map(str::trim_end)
-            .filter(|l| {
-                !l.is_empty()
-                    && ![";; Query time", ";; SERVER", ";; WHEN", ";; MSG SIZE"]
-                        .iter()
-                        .any(|p| l.starts_with(p))
-            })
-            .map(|l| {
-                let mut l = l.to_string();
-                if let Some(i) = l.find("id: ") {
-                    let end = l[i + 4..]
-                        .find(|c: char| !c.is_ascii_digit())
-                        .map_or(l.len(), |e| i + 4 + e);
-                    l.replace_range(i + 4..end, "<id>");
-                }
-                let mut f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
-                if f.len() >= 7 && f[3] == "SOA" && !l.starts_with(';') {
-                    f[6] = "<serial>".to_string();
-                    l = f.join(" ");
-                }
-                l
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        normalize(&self.text, &[])
     }
 
     /// The SOA serial in the authority section, if any.
@@ -703,9 +410,10 @@ fn zone_address_cases_through_the_kernel_path() {
         cases.len()
     );
     let topo = Topology::create_unique("e2e-zone").expect("create topology");
+    let probe = ("web.demo.svc.cluster.local.", Ipv4Addr::new(10, 96, 10, 20));
 
     // Kernel path.
-    let agent = Agent::start(&topo, &[]);
+    let agent = Agent::start_with(&topo, &zone_fixture(), &[], probe);
     let before = Metrics::scrape(&topo);
     let mut serial: Option<String> = None;
     let mut kernel_replies = Vec::new();
@@ -747,7 +455,7 @@ fn zone_address_cases_through_the_kernel_path() {
         want_kernel,
         "kernel answers: want exactly the {want_kernel} positive A/AAAA queries it holds"
     );
-    let (pb, pa) = (before.passed(), after.passed());
+    let (pb, pa) = (before.passed_by_reason(), after.passed_by_reason());
     let passed: BTreeMap<&str, u64> = pa
         .iter()
         .map(|(reason, n)| (reason.as_str(), n - pb.get(reason).copied().unwrap_or(0)))
@@ -767,7 +475,7 @@ fn zone_address_cases_through_the_kernel_path() {
     );
 
     // Userspace only: every response equal but for the ID and the SOA serial.
-    let agent = Agent::start(&topo, &["--no-kernel"]);
+    let agent = Agent::start_with(&topo, &zone_fixture(), &["--no-kernel"], probe);
     let mut mismatches = Vec::new();
     let mut replies = kernel_replies.iter();
     for case in &cases {
