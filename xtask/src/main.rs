@@ -9,6 +9,7 @@ mod setup;
 mod sh;
 mod signals;
 mod suite;
+mod watch_bench;
 
 // The demo topology is shared with the end-to-end tests; the file is std-only on purpose.
 #[allow(dead_code)]
@@ -45,6 +46,8 @@ enum Cmd {
     /// Set up, build, and run every test of the workspace (unit, end-to-end, manifests).
     Test,
     /// Measure the kernel path, a reflect baseline and userspace with dnsperf (see `bench --help`).
+    /// With `--watch`: the watch path instead (initial sync of 100,000 services, change latency;
+    /// options `--services`, `--endpoints`, `--namespaces`, `--changes`, `--kernel attach|load|off`).
     #[command(disable_help_flag = true)]
     Bench {
         /// Options of the benchmark driver.
@@ -66,6 +69,9 @@ fn main() -> Result<()> {
         Cmd::BuildEbpf => build_ebpf(&root).map(|obj| println!("{}", obj.display())),
         Cmd::Run(args) => demo::run(&root, &args),
         Cmd::Test => suite::run(&root),
+        Cmd::Bench { args } if args.iter().any(|a| a == "--watch") => {
+            watch_bench::run(&root, args.into_iter().filter(|a| a != "--watch").collect())
+        }
         Cmd::Bench { args } => bench::run(&root, args),
         Cmd::LatencyProbe(args) => return latency_probe::run(&args),
     };

@@ -413,10 +413,19 @@ async fn connection(
         let body = {
             let mut st = lock(&store);
             st.requests.entry(resource).or_default().0 += 1;
-            let all: Vec<Value> = st
+            // Only the page's objects are copied (lists of 100,000 objects come in pages).
+            let total = st
+                .objects
+                .keys()
+                .filter(|(r, _, _)| *r == resource)
+                .count();
+            let end = offset.saturating_add(limit).min(total);
+            let items: Vec<Value> = st
                 .objects
                 .iter()
                 .filter(|((r, _, _), _)| *r == resource)
+                .skip(offset.min(end))
+                .take(end - offset.min(end))
                 .map(|(_, o)| {
                     // The API server leaves apiVersion and kind out of list items.
                     let mut o = o.clone();
@@ -427,12 +436,10 @@ async fn connection(
                     o
                 })
                 .collect();
-            let end = offset.saturating_add(limit).min(all.len());
-            let items: Vec<Value> = all.get(offset.min(end)..end).unwrap_or_default().to_vec();
             let mut metadata = json!({"resourceVersion": st.rv.to_string()});
-            if end < all.len() {
+            if end < total {
                 metadata["continue"] = json!(end.to_string());
-                metadata["remainingItemCount"] = json!(all.len() - end);
+                metadata["remainingItemCount"] = json!(total - end);
             }
             json!({
                 "kind": format!("{}List", resource.kind()),
