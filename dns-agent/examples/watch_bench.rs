@@ -26,7 +26,10 @@ use tokio::net::{TcpStream, UdpSocket};
 
 /// Options of the watch-path bench.
 #[derive(Parser, Debug)]
-#[command(name = "watch_bench", about = "Initial sync and change latency of the watch path")]
+#[command(
+    name = "watch_bench",
+    about = "Initial sync and change latency of the watch path"
+)]
 struct Args {
     /// Services in the API before the agent starts (half ClusterIP, half headless).
     #[arg(long, default_value_t = 100_000)]
@@ -91,7 +94,11 @@ fn serve_api(args: &Args) -> Result<()> {
     }
     let headless = args.services / 2;
     let clusterip = args.services - headless;
-    let per = if headless == 0 { 0 } else { args.endpoints.div_ceil(headless) };
+    let per = if headless == 0 {
+        0
+    } else {
+        args.endpoints.div_ceil(headless)
+    };
     let mut addr = 0u32;
     for i in 0..clusterip {
         let ns = format!("ns-{}", i % args.namespaces);
@@ -104,7 +111,9 @@ fn serve_api(args: &Args) -> Result<()> {
         api.apply(service(&ns, &name, "None"));
         let n = per.min(args.endpoints - addr);
         let addrs: Vec<String> = (0..n)
-            .map(|k| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + 1 + addr + k).to_string())
+            .map(|k| {
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + 1 + addr + k).to_string()
+            })
             .collect();
         addr += n;
         api.apply(endpoint_slice(&ns, &format!("{name}-abcde"), &name, &addrs));
@@ -112,7 +121,12 @@ fn serve_api(args: &Args) -> Result<()> {
     // The history is not needed: watches start from the lists' resourceVersion.
     api.expire();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "url {} {:.3}", api.url(), started.elapsed().as_secs_f64())?;
+    writeln!(
+        out,
+        "url {} {:.3}",
+        api.url(),
+        started.elapsed().as_secs_f64()
+    )?;
     out.flush()?;
     drop(out);
     // `svc NS NAME IP` per line; the end of stdin ends the server.
@@ -362,7 +376,10 @@ async fn bench(args: &Args) -> Result<()> {
         lat.get(idx).copied().unwrap_or(0.0)
     };
     println!();
-    println!("### Watch path: change latency ({} services created one at a time)", args.changes);
+    println!(
+        "### Watch path: change latency ({} services created one at a time)",
+        args.changes
+    );
     println!();
     println!(
         "- from the write to the fake API server to the first correct UDP A answer (polled every ~0.2 ms): p50 **{:.2} ms**, p99 **{:.2} ms**, max **{:.2} ms**",

@@ -146,9 +146,7 @@ pub fn run(workspace_root: &Path, args: Vec<String>) -> Result<()> {
 }
 
 fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
-    if !is_root() {
-        bail!("`cargo xtask bench` must run as root (network namespaces, eBPF, sysctl)");
-    }
+    crate::require_root("bench")?;
     for tool in ["dnsperf", "dig", "curl", "bpftool", "ip"] {
         if which(tool).is_none() {
             bail!("`{tool}` is not installed (run `cargo xtask setup`)");
@@ -924,18 +922,6 @@ fn load_label(load: Load) -> String {
 fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
         .with_context(|| format!("path {} is not UTF-8", p.display()))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Uid:")
-                    .map(|r| r.split_whitespace().nth(1) == Some("0"))
-            })
-        })
-        .unwrap_or(false)
 }
 
 fn which(tool: &str) -> Option<PathBuf> {

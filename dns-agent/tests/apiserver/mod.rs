@@ -414,11 +414,7 @@ async fn connection(
             let mut st = lock(&store);
             st.requests.entry(resource).or_default().0 += 1;
             // Only the page's objects are copied (lists of 100,000 objects come in pages).
-            let total = st
-                .objects
-                .keys()
-                .filter(|(r, _, _)| *r == resource)
-                .count();
+            let total = st.objects.keys().filter(|(r, _, _)| *r == resource).count();
             let end = offset.saturating_add(limit).min(total);
             let items: Vec<Value> = st
                 .objects
