@@ -30,8 +30,9 @@ pub fn fold(sum: u64) -> u16 {
     s as u16
 }
 
+/// Sum of the two 32-bit halves of `w`: a 64-bit word added to a one's-complement sum.
 #[inline(always)]
-fn halves(w: u64) -> u64 {
+pub fn halves(w: u64) -> u64 {
     (w & 0xffff_ffff) + (w >> 32)
 }
 

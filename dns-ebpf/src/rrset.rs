@@ -7,6 +7,7 @@ use dns_common::{
 };
 
 use crate::{
+    answer::halves,
     packet::{write, Packet},
     DNS_A, DNS_AAAA,
 };
@@ -28,11 +29,6 @@ pub trait Rrset: Sized + 'static {
     /// Writes the first `n` (<= `MAX`) answers at `off`; returns the offset after them and
     /// their little-endian one's-complement partial sum, as if they started at an even offset.
     fn write_answers<P: Packet>(&self, p: &P, off: usize, n: usize) -> Result<(usize, u64), u32>;
-}
-
-#[inline(always)]
-fn halves(w: u64) -> u64 {
-    (w & 0xffff_ffff) + (w >> 32)
 }
 
 impl Rrset for ARecords {
