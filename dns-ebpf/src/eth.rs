@@ -30,5 +30,9 @@ pub fn parse<P: Packet>(p: &P) -> Result<usize, u32> {
 #[inline(always)]
 pub fn swap_macs<P: Packet>(p: &P) -> Result<(), u32> {
     let [a, b, c]: [u32; 3] = read(p, 0)?;
-    write(p, 0, [b >> 16 | c << 16, c >> 16 | a << 16, a >> 16 | b << 16])
+    write(
+        p,
+        0,
+        [b >> 16 | c << 16, c >> 16 | a << 16, a >> 16 | b << 16],
+    )
 }
