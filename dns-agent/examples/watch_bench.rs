@@ -299,7 +299,7 @@ async fn bench(args: &Args) -> Result<()> {
     if !ready_http.starts_with("HTTP/1.1 200") {
         bail!("/ready: {}", ready_http.lines().next().unwrap_or(""));
     }
-    let a_records = app.records().load().a.len();
+    let a_records = app.records().load().a_count();
     let (code, got) = resolve(&app, "svc-0.ns-0.svc.cluster.local.").await?;
     if code != ResponseCode::NoError || got != [Ipv4Addr::new(10, 96, 0, 10)] {
         bail!("svc-0.ns-0 after the sync: {code:?} {got:?}");

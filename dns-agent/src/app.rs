@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use crate::cluster::Cluster;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::k8s::{self, K8sError, WatchConfig};
 use crate::metrics::{KernelStatsFn, Metrics, MetricsError, MetricsHandle, MetricsServer};
-use crate::records::{self, PodMode, Records, SharedRecords};
+use crate::records::{self, Changes, PodMode, Records, SharedRecords};
 use crate::server::{DnsServer, ServerConfig, ServerError, ServerHandle};
 use crate::snapshot::{self, SnapshotError};
 
@@ -54,6 +55,8 @@ struct Updater {
     records: SharedRecords,
     metrics: Arc<Metrics>,
     dataplane: Option<SharedDataplane>,
+    /// Names with A records being served (the `dns_agent_records_a` gauge).
+    a_names: AtomicUsize,
 }
 
 /// Runs the agent described by `config` until `shutdown` completes, then stops it: the
@@ -98,7 +101,8 @@ impl App {
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
-        metrics.set_records_a(records.a.len());
+        let a_names = records.a_count();
+        metrics.set_records_a(a_names);
         metrics.set_ready(synced);
 
         let dataplane = match &config.kernel {
@@ -131,7 +135,7 @@ impl App {
         log::info!(
             "serving {} ({} A records, serial {}) on UDP and TCP {}",
             records.zone,
-            records.a.len(),
+            a_names,
             records.serial,
             dns_addrs
                 .iter()
@@ -146,12 +150,13 @@ impl App {
             records: records.clone(),
             metrics: Arc::clone(&metrics),
             dataplane: dataplane.clone(),
+            a_names: AtomicUsize::new(a_names),
         });
         let watch = client.map(|client| {
             log::info!("watching the API server; not ready until every kind is listed");
             let up = Arc::clone(&updater);
-            let sink: k8s::Sink = Arc::new(move |cluster: &Cluster, synced: bool| {
-                if let Err(e) = up.update(cluster, synced) {
+            let sink: k8s::Sink = Arc::new(move |cluster: &Cluster, changes, synced| {
+                if let Err(e) = up.apply(cluster, changes, synced) {
                     log::error!("{e}; still serving the previous records");
                 }
             });
@@ -262,20 +267,79 @@ impl Updater {
         result
     }
 
+    /// Brings the served records up to date after `changes`: a full rebuild after a complete
+    /// list, else only the services, namespaces and pods named, in place, with the kernel maps
+    /// changed name by name.
+    fn apply(&self, cluster: &Cluster, changes: &Changes, synced: bool) -> Result<bool, AppError> {
+        if changes.full {
+            return self.update(cluster, synced);
+        }
+        let result = self.apply_changes(cluster, changes, synced);
+        if result.is_ok() {
+            self.metrics.set_ready(synced);
+        }
+        result
+    }
+
+    fn apply_changes(
+        &self,
+        cluster: &Cluster,
+        changes: &Changes,
+        synced: bool,
+    ) -> Result<bool, AppError> {
+        // Readers wait while one batch is applied: microseconds to a few milliseconds.
+        let mut records = self.records.write();
+        let applied = records.apply(cluster, &self.settings, changes);
+        for note in &applied.notes {
+            log::warn!("{note}");
+        }
+        let mut changed = applied.changed;
+        if records.synced != synced {
+            records.synced = synced;
+            changed = true;
+        }
+        if !changed {
+            return Ok(false);
+        }
+        records.serial = unix_now().max(records.serial.wrapping_add(1));
+        if let (Some(dp), false) = (&self.dataplane, applied.names.is_empty()) {
+            // TODO(dataplane-scale): name-by-name sync.
+            let mut dp = lock(dp);
+            let report = dp.sync_a(&records.a_map())?;
+            log::debug!("kernel A map: {report:?}");
+            let report = dp.sync_aaaa(&records.aaaa_map())?;
+            log::debug!("kernel AAAA map: {report:?}");
+        }
+        let count = self.a_names.load(Ordering::Relaxed);
+        let count = count.saturating_add_signed(applied.a_delta);
+        self.a_names.store(count, Ordering::Relaxed);
+        self.metrics.set_records_a(count);
+        log::debug!(
+            "applied {} changed service(s): {} names, serial {}",
+            changes.services.len(),
+            applied.names.len(),
+            records.serial
+        );
+        Ok(true)
+    }
+
     fn rebuild(&self, cluster: &Cluster, synced: bool) -> Result<bool, AppError> {
-        let prev = self.records.load();
-        let (mut new, notes) = records::build(cluster, &self.settings, prev.serial);
+        let (mut new, notes) = records::build(cluster, &self.settings, 0);
         new.synced = synced;
         for note in notes {
             log::warn!("{note}");
         }
-        if prev.same_content(&new) {
-            return Ok(false);
+        {
+            let prev = self.records.load();
+            new.serial = prev.serial;
+            if prev.same_content(&new) {
+                return Ok(false);
+            }
+            new.serial = records::next_serial(&prev, &new, unix_now());
         }
-        new.serial = records::next_serial(&prev, &new, unix_now());
         if let Some(dp) = &self.dataplane {
             let mut dp = lock(dp);
-            let report = dp.sync_a(&new.a)?;
+            let report = dp.sync_a(&new.a_map())?;
             log::info!(
                 "kernel map synced: {} inserted, {} updated, {} removed, {} userspace only",
                 report.inserted,
@@ -283,7 +347,7 @@ impl Updater {
                 report.removed,
                 report.userspace_only
             );
-            let report = dp.sync_aaaa(&new.aaaa)?;
+            let report = dp.sync_aaaa(&new.aaaa_map())?;
             log::info!(
                 "kernel AAAA map synced: {} inserted, {} updated, {} removed, {} userspace only",
                 report.inserted,
@@ -292,10 +356,23 @@ impl Updater {
                 report.userspace_only
             );
         }
-        self.metrics.set_records_a(new.a.len());
-        log::info!("serving {} A records, serial {}", new.a.len(), new.serial);
-        self.records.store(new);
+        let count = new.a_count();
+        self.a_names.store(count, Ordering::Relaxed);
+        self.metrics.set_records_a(count);
+        log::info!("serving {count} A records, serial {}", new.serial);
+        drop(self.records.store(new));
+        release_free_memory();
         Ok(true)
+    }
+}
+
+/// Hands memory freed by a full rebuild back to the system (glibc keeps freed heap pages
+/// resident otherwise).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -314,13 +391,13 @@ fn start_dataplane(
     };
     // On error `dp` is dropped here, which detaches whatever was attached.
     let mut dp = Dataplane::start(&cfg)?;
-    let report = dp.sync_a(&records.a)?;
+    let report = dp.sync_a(&records.a_map())?;
     log::info!(
         "kernel map filled: {} names ({} left to userspace)",
         report.inserted + report.updated,
         report.userspace_only
     );
-    let report = dp.sync_aaaa(&records.aaaa)?;
+    let report = dp.sync_aaaa(&records.aaaa_map())?;
     log::info!(
         "kernel AAAA map filled: {} names ({} left to userspace)",
         report.inserted + report.updated,

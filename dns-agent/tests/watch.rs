@@ -500,7 +500,7 @@ async fn large_lists_come_in_pages() {
     let served = app
         .records()
         .load()
-        .a
+        .a_map()
         .keys()
         .filter(|n| n.ends_with(".default.svc.cluster.local."))
         .count();
@@ -577,13 +577,15 @@ async fn pods_are_watched_when_a_pod_mode_needs_them() {
     let seen: Arc<Mutex<Vec<(usize, usize, bool)>>> = Arc::new(Mutex::new(Vec::new()));
     let sink: Sink = {
         let seen = Arc::clone(&seen);
-        Arc::new(move |c: &dns_agent::cluster::Cluster, synced: bool| {
-            seen.lock().unwrap_or_else(PoisonError::into_inner).push((
-                c.services.len(),
-                c.pods.len(),
-                synced,
-            ));
-        })
+        Arc::new(
+            move |c: &dns_agent::cluster::Cluster, _changes, synced: bool| {
+                seen.lock().unwrap_or_else(PoisonError::into_inner).push((
+                    c.services.len(),
+                    c.pods.len(),
+                    synced,
+                ));
+            },
+        )
     };
     let task = k8s::spawn(client, &WatchConfig { pods: true }, sink);
     let last = || {

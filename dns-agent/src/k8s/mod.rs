@@ -16,8 +16,10 @@ use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::cluster::{Cluster, ObjectKey};
-use crate::snapshot::{check_endpoint_slice, check_service, SERVICE_NAME_LABEL};
+use crate::cluster::SERVICE_NAME_LABEL;
+use crate::cluster::{Cluster, NamespaceObj, ObjectKey, PodObj, ServiceObj, SliceObj};
+use crate::records::Changes;
+use crate::snapshot::{check_endpoint_slice, check_service};
 
 pub use client::{check, client, config, ApiSource, K8sError};
 
@@ -33,9 +35,10 @@ pub struct WatchConfig {
     pub pods: bool,
 }
 
-/// Receives each new state of the cluster and whether every watched kind has been listed
-/// completely at least once. Runs on a blocking thread: it may rebuild and sync at length.
-pub type Sink = Arc<dyn Fn(&Cluster, bool) + Send + Sync>;
+/// Receives each new state of the cluster, what changed since the previous call, and whether
+/// every watched kind has been listed completely at least once. Runs on a blocking thread: it
+/// may rebuild and sync at length.
+pub type Sink = Arc<dyn Fn(&Cluster, &Changes, bool) + Send + Sync>;
 
 /// A kind of watched object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -154,7 +157,8 @@ struct State {
     cluster: Cluster,
     /// Per kind: listed completely at least once; the objects of a list in progress.
     kinds: BTreeMap<Kind, KindState>,
-    dirty: bool,
+    /// What changed since the sink was last called.
+    changes: Changes,
 }
 
 #[derive(Default)]
@@ -168,7 +172,7 @@ impl State {
         State {
             cluster: Cluster::default(),
             kinds: kinds.iter().map(|&k| (k, KindState::default())).collect(),
-            dirty: false,
+            changes: Changes::default(),
         }
     }
 
@@ -185,7 +189,7 @@ impl State {
             Ok(Event::Init) => ks.relist = Some(Cluster::default()),
             Ok(Event::InitApply(obj)) => {
                 let target = ks.relist.get_or_insert_with(Cluster::default);
-                insert(target, kind, obj);
+                insert(target, kind, obj, &mut Changes::default());
             }
             Ok(Event::InitDone) => {
                 let listed = ks.relist.take().unwrap_or_default();
@@ -200,16 +204,12 @@ impl State {
                 if !before && self.synced() {
                     log::info!("every watched kind listed: the zone is complete");
                 }
-                self.dirty = true;
+                self.changes.full = true;
             }
-            Ok(Event::Apply(obj)) => {
-                insert(&mut self.cluster, kind, obj);
-                self.dirty = true;
-            }
+            Ok(Event::Apply(obj)) => insert(&mut self.cluster, kind, obj, &mut self.changes),
             Ok(Event::Delete(obj)) => {
                 if let Some(key) = key_of(kind, &obj) {
-                    remove(&mut self.cluster, kind, &key);
-                    self.dirty = true;
+                    remove(&mut self.cluster, kind, &key, &mut self.changes);
                 }
             }
         }
@@ -226,17 +226,17 @@ async fn run(mut streams: SelectAll<BoxStream<'static, Item>>, mut state: State,
                 Ok(None) | Err(_) => break,
             }
         }
-        if !state.dirty {
+        if state.changes.is_empty() {
             continue;
         }
-        state.dirty = false;
+        let changes = std::mem::take(&mut state.changes);
         let synced = state.synced();
         let cluster = std::mem::take(&mut state.cluster);
         let sink = Arc::clone(&sink);
-        // The rebuild may take long for big clusters: off the async workers. The cluster
+        // A full rebuild may take long for big clusters: off the async workers. The cluster
         // moves there and back instead of being copied.
         let done = tokio::task::spawn_blocking(move || {
-            sink(&cluster, synced);
+            sink(&cluster, &changes, synced);
             cluster
         })
         .await;
@@ -295,15 +295,16 @@ fn typed<K: DeserializeOwned>(obj: &DynamicObject) -> Result<K, String> {
     })
 }
 
-/// Stores `obj` in `target`. An object that cannot serve records is skipped with a warning
-/// naming it, and an earlier version of it is dropped (it no longer describes the object).
-fn insert(target: &mut Cluster, kind: Kind, obj: DynamicObject) {
+/// Stores `obj` in `target` and notes what it changes in `changes`. An object that cannot
+/// serve records is skipped with a warning naming it, and an earlier version of it is dropped
+/// (it no longer describes the object).
+fn insert(target: &mut Cluster, kind: Kind, obj: DynamicObject, changes: &mut Changes) {
     let Some(key) = key_of(kind, &obj) else {
         return;
     };
-    if let Err(problem) = insert_checked(target, kind, &key, &obj) {
+    if let Err(problem) = insert_checked(target, kind, &key, &obj, changes) {
         log::warn!("{}: {problem}, skipped", describe(kind, &obj));
-        remove(target, kind, &key);
+        remove(target, kind, &key, changes);
     }
 }
 
@@ -312,52 +313,69 @@ fn insert_checked(
     kind: Kind,
     key: &ObjectKey,
     obj: &DynamicObject,
+    changes: &mut Changes,
 ) -> Result<(), String> {
     match kind {
         Kind::Namespace => {
             let ns: Namespace = typed(obj)?;
-            target.namespaces.insert(key.name.clone(), ns);
+            target.insert_namespace(key.name.clone(), NamespaceObj::from(&ns));
+            changes.namespaces.insert(key.name.clone());
         }
         Kind::Service => {
             let svc: Service = typed(obj)?;
             check_service(&svc)?;
-            target.services.insert(key.clone(), svc);
+            target.insert_service(key.clone(), ServiceObj::from(&svc));
+            changes.services.insert(key.clone());
         }
         Kind::EndpointSlice => {
             let slice: EndpointSlice = typed(obj)?;
             check_endpoint_slice(&slice)?;
-            let linked = slice
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                .is_some_and(|s| !s.is_empty());
-            if !linked {
+            let slice = SliceObj::from(&slice);
+            if slice.service.is_none() {
                 return Err(format!("no {SERVICE_NAME_LABEL} label: names no Service"));
             }
-            target.endpoint_slices.insert(key.clone(), slice);
+            note_slice(changes, key, Some(&slice));
+            let old = target.insert_slice(key.clone(), slice);
+            note_slice(changes, key, old.as_ref());
         }
         Kind::Pod => {
             let pod: Pod = typed(obj)?;
-            target.pods.insert(key.clone(), pod);
+            target.insert_pod(key.clone(), PodObj::from(&pod));
+            changes.pods.insert(key.namespace.clone());
         }
     }
     Ok(())
 }
 
-fn remove(target: &mut Cluster, kind: Kind, key: &ObjectKey) {
+/// Notes the service a slice belongs to as changed.
+fn note_slice(changes: &mut Changes, key: &ObjectKey, slice: Option<&SliceObj>) {
+    if let Some(svc) = slice.and_then(|s| s.service.as_deref()) {
+        changes
+            .services
+            .insert(ObjectKey::new(key.namespace.clone(), svc));
+    }
+}
+
+fn remove(target: &mut Cluster, kind: Kind, key: &ObjectKey, changes: &mut Changes) {
     match kind {
         Kind::Namespace => {
-            target.namespaces.remove(&key.name);
+            if target.remove_namespace(&key.name).is_some() {
+                changes.namespaces.insert(key.name.clone());
+            }
         }
         Kind::Service => {
-            target.services.remove(key);
+            if target.remove_service(key).is_some() {
+                changes.services.insert(key.clone());
+            }
         }
         Kind::EndpointSlice => {
-            target.endpoint_slices.remove(key);
+            let old = target.remove_slice(key);
+            note_slice(changes, key, old.as_ref());
         }
         Kind::Pod => {
-            target.pods.remove(key);
+            if target.remove_pod(key).is_some() {
+                changes.pods.insert(key.namespace.clone());
+            }
         }
     }
 }
@@ -367,7 +385,7 @@ fn replace_kind(cluster: &mut Cluster, listed: Cluster, kind: Kind) {
     match kind {
         Kind::Namespace => cluster.namespaces = listed.namespaces,
         Kind::Service => cluster.services = listed.services,
-        Kind::EndpointSlice => cluster.endpoint_slices = listed.endpoint_slices,
+        Kind::EndpointSlice => cluster.replace_slices(listed.endpoint_slices),
         Kind::Pod => cluster.pods = listed.pods,
     }
 }

@@ -63,7 +63,7 @@ fn synced_once_every_kind_is_listed() {
     assert!(state.synced());
     assert_eq!(services(&state), ["default/web"]);
     assert!(state.cluster.namespaces.contains_key("default"));
-    assert!(state.dirty);
+    assert!(state.changes.full);
     // Pods are not watched here: events for them are ignored.
     state.handle(Kind::Pod, Ok(Event::InitDone));
     assert!(state.cluster.pods.is_empty());
@@ -80,7 +80,7 @@ fn a_relist_replaces_only_when_done() {
             svc("default", "b", "10.96.0.2"),
         ],
     );
-    state.dirty = false;
+    state.changes = Changes::default();
     state.handle(Kind::Service, Ok(Event::Init));
     state.handle(
         Kind::Service,
@@ -91,29 +91,36 @@ fn a_relist_replaces_only_when_done() {
         ["default/a", "default/b"],
         "old state served meanwhile"
     );
-    assert!(!state.dirty);
+    assert!(state.changes.is_empty());
     state.handle(Kind::Service, Ok(Event::InitDone));
     assert_eq!(
         services(&state),
         ["default/c"],
         "objects missing from the new list are gone"
     );
-    assert!(state.dirty && state.synced());
+    assert!(state.changes.full && state.synced());
 }
 
 #[test]
 fn events_apply_and_delete() {
     let mut state = State::new(&[Kind::Service]);
     list(&mut state, Kind::Service, vec![]);
+    state.changes = Changes::default();
     state.handle(Kind::Service, Ok(Event::Apply(svc("x", "a", "10.96.0.1"))));
     state.handle(Kind::Service, Ok(Event::Apply(svc("x", "a", "10.96.0.9"))));
-    let ip = state.cluster.services[&ObjectKey::new("x", "a")]
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.clone());
-    assert_eq!(ip.as_deref(), Some("10.96.0.9"));
+    let shape = &state.cluster.services[&ObjectKey::new("x", "a")].shape;
+    let want: std::net::IpAddr = "10.96.0.9".parse().expect("ip");
+    assert!(
+        matches!(shape, crate::cluster::Shape::ClusterIp { ips, .. } if ips[..] == [want]),
+        "{shape:?}"
+    );
+    let key = ObjectKey::new("x", "a");
+    assert_eq!(state.changes.services.iter().collect::<Vec<_>>(), [&key]);
+    assert!(!state.changes.full);
+    state.changes = Changes::default();
     state.handle(Kind::Service, Ok(Event::Delete(svc("x", "a", "10.96.0.9"))));
     assert!(state.cluster.services.is_empty());
+    assert_eq!(state.changes.services.iter().collect::<Vec<_>>(), [&key]);
     // An error changes nothing.
     state.handle(Kind::Service, Err(watcher::Error::NoResourceVersion));
     assert!(state.synced());
@@ -168,6 +175,51 @@ fn bad_objects_are_skipped_and_replace_nothing_else() {
         .map(ToString::to_string)
         .collect();
     assert_eq!(slices, ["default/linked"]);
+}
+
+#[test]
+fn slice_events_name_the_services_they_change() {
+    let mut state = State::new(&[Kind::EndpointSlice]);
+    list(&mut state, Kind::EndpointSlice, vec![]);
+    state.changes = Changes::default();
+    let names = |state: &State| -> Vec<String> {
+        state
+            .changes
+            .services
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    state.handle(
+        Kind::EndpointSlice,
+        Ok(Event::Apply(slice("default", "s1", Some("a")))),
+    );
+    assert_eq!(names(&state), ["default/a"]);
+    state.changes = Changes::default();
+    // Relabelled to another service: both change.
+    state.handle(
+        Kind::EndpointSlice,
+        Ok(Event::Apply(slice("default", "s1", Some("b")))),
+    );
+    assert_eq!(names(&state), ["default/a", "default/b"]);
+    let key = ObjectKey::new("default", "b");
+    assert_eq!(state.cluster.slices_of(&key).count(), 1);
+    assert_eq!(
+        state
+            .cluster
+            .slices_of(&ObjectKey::new("default", "a"))
+            .count(),
+        0
+    );
+    state.changes = Changes::default();
+    // Losing its label: skipped, and the service it named changes.
+    state.handle(
+        Kind::EndpointSlice,
+        Ok(Event::Apply(slice("default", "s1", None))),
+    );
+    assert_eq!(names(&state), ["default/b"]);
+    assert_eq!(state.cluster.slices_of(&key).count(), 0);
+    assert!(state.cluster.endpoint_slices.is_empty());
 }
 
 #[test]

@@ -1,22 +1,55 @@
 //! Computes the records of the zone from the cluster objects (the Kubernetes DNS spec 1.1.0 and
-//! CoreDNS's `kubernetes` plugin where the spec is silent).
+//! CoreDNS's `kubernetes` plugin where the spec is silent), whole or one service at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
-use super::service::{dashed, Endpoint, Port, ServiceEntry, Subset};
-use super::settings::is_reverse;
-use super::{Records, Settings, DNS_SCHEMA_VERSION};
-use crate::cluster::{Cluster, ObjectKey};
+use super::addresses::fits;
+use super::service::{Endpoint, ServiceEntry, Subset};
+use super::{PtrOwner, Records, Settings, DNS_SCHEMA_VERSION};
+use crate::cluster::{Cluster, ObjectKey, ServiceObj, Shape, SliceObj};
 use crate::records::PodMode;
-use crate::snapshot::SERVICE_NAME_LABEL;
 
-/// Longest owner name in wire format (RFC 1035).
-const MAX_WIRE_NAME: usize = 255;
+/// What changed in a cluster since the records were last computed from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Recompute everything (a complete list replaced a kind).
+    pub full: bool,
+    /// Services whose object or EndpointSlices changed.
+    pub services: BTreeSet<ObjectKey>,
+    /// Namespaces whose object changed (or that may have gained or lost their last service).
+    pub namespaces: BTreeSet<String>,
+    /// Namespaces whose pods changed.
+    pub pods: BTreeSet<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        !self.full && self.services.is_empty() && self.namespaces.is_empty() && self.pods.is_empty()
+    }
+
+    /// Adds `other`'s changes to these.
+    pub fn merge(&mut self, other: Changes) {
+        self.full |= other.full;
+        self.services.extend(other.services);
+        self.namespaces.extend(other.namespaces);
+        self.pods.extend(other.pods);
+    }
+}
+
+/// What applying changes did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether any answer may differ (the serial moves only then).
+    pub changed: bool,
+    /// Names whose A/AAAA records may have changed: what the kernel maps must look at again.
+    pub names: BTreeSet<String>,
+    /// Objects that could not get a record (too long a name), one line each.
+    pub notes: Vec<String>,
+    /// Change in the number of names with A records.
+    pub a_delta: isize,
+}
 
 /// Records for `cluster` at serial `serial`, and a note for each object that could not get one.
 ///
@@ -33,417 +66,396 @@ const MAX_WIRE_NAME: usize = 255;
 ///
 /// Addresses are sorted ascending (the answer order).
 pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, Vec<String>) {
-    let mut b = Builder {
-        settings,
-        notes: Vec::new(),
-        records: Records {
-            zone: settings.primary_zone().to_owned(),
-            zones: settings.zones.clone(),
-            ttl: settings.ttl,
-            serial,
-            synced: true,
-            a: BTreeMap::new(),
-            aaaa: BTreeMap::new(),
-            services: BTreeMap::new(),
-            cname: BTreeMap::new(),
-            ptr: BTreeMap::new(),
-            txt: BTreeMap::new(),
-            namespaces: BTreeSet::new(),
-            empty_non_terminals: BTreeSet::new(),
-            pods: settings.pods,
-            pod_ips: BTreeMap::new(),
-            fallthrough: settings.fallthrough.clone(),
-        },
+    let mut records = Records {
+        zone: settings.primary_zone().to_owned(),
+        zones: settings.zones.clone(),
+        ttl: settings.ttl,
+        serial,
+        synced: true,
+        a: BTreeMap::new(),
+        aaaa: BTreeMap::new(),
+        services: HashMap::new(),
+        cname: BTreeMap::new(),
+        ptr: BTreeMap::new(),
+        txt: BTreeMap::new(),
+        namespaces: BTreeSet::new(),
+        empty_non_terminals: BTreeSet::new(),
+        pods: settings.pods,
+        pod_ips: BTreeMap::new(),
+        fallthrough: settings.fallthrough.clone(),
     };
-    let forward: Vec<String> = settings
-        .zones
-        .iter()
-        .filter(|z| !is_reverse(z))
-        .cloned()
-        .collect();
-
-    b.records.namespaces = exposed_namespaces(cluster, settings);
-    let mut strings = Strings::default();
-    let subsets = if settings.noendpoints {
-        BTreeMap::new()
-    } else {
-        subsets_by_service(cluster, settings, &mut strings)
+    let forward: Vec<String> = records.forward_zones().map(str::to_owned).collect();
+    for zone in &forward {
+        records.txt.insert(
+            format!("dns-version.{zone}"),
+            vec![DNS_SCHEMA_VERSION.to_owned()],
+        );
+        let ents = &mut records.empty_non_terminals;
+        ents.insert(format!("dns.{zone}"));
+        ents.insert(format!("svc.{zone}"));
+        ents.insert(format!("pod.{zone}"));
+    }
+    let changes = Changes {
+        full: true,
+        services: cluster.services.keys().cloned().collect(),
+        namespaces: cluster
+            .namespaces
+            .keys()
+            .cloned()
+            .chain(cluster.services.keys().map(|k| k.namespace.clone()))
+            .collect(),
+        pods: BTreeSet::new(),
     };
+    let applied = records.apply(cluster, settings, &changes);
+    (records, applied.notes)
+}
 
-    // Reverse records: ClusterIPs first (they win), endpoints for addresses not taken.
-    let mut ptr_svc: BTreeMap<IpAddr, String> = BTreeMap::new();
-    let mut ptr_ep: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
-    let primary = b.records.zone.clone();
-
-    for (key, svc) in &cluster.services {
-        if !b.records.namespaces.contains(&key.namespace) {
-            continue;
-        }
-        if let Some(sel) = &settings.labels {
-            if !sel.matches(svc.metadata.labels.as_ref()) {
+impl Records {
+    /// Brings the records up to date with `cluster` after `changes`, touching only what they
+    /// name (and the services of a namespace that appeared or went away).
+    pub fn apply(&mut self, cluster: &Cluster, settings: &Settings, changes: &Changes) -> Applied {
+        let mut out = Applied::default();
+        let mut services = changes.services.clone();
+        let mut pods = changes.pods.clone();
+        let namespaces: BTreeSet<&str> = changes
+            .namespaces
+            .iter()
+            .map(String::as_str)
+            .chain(changes.services.iter().map(|k| k.namespace.as_str()))
+            .collect();
+        for ns in namespaces {
+            let exposed = exposed(cluster, settings, ns);
+            if exposed == self.namespaces.contains(ns) {
                 continue;
             }
-        }
-        let kind = service_kind(svc, &mut strings);
-        let subsets = subsets.get(key).map(Vec::as_slice).unwrap_or_default();
-        if let Kind::ClusterIp(ips, _) = &kind {
-            let has_addresses = subsets.iter().any(|s| !s.endpoints.is_empty());
-            if settings.ignore_empty_service && !has_addresses {
-                continue;
+            out.changed = true;
+            let forward: Vec<String> = self.forward_zones().map(str::to_owned).collect();
+            for zone in forward {
+                let names = [format!("{ns}.svc.{zone}"), format!("{ns}.pod.{zone}")];
+                for (i, name) in names.into_iter().enumerate() {
+                    let wanted = exposed && (i == 0 || settings.pods != PodMode::Disabled);
+                    if wanted {
+                        self.empty_non_terminals.insert(name);
+                    } else {
+                        self.empty_non_terminals.remove(&name);
+                    }
+                }
             }
-            for ip in ips {
-                ptr_svc
-                    .entry(*ip)
-                    .or_insert_with(|| format!("{}.{}.svc.{primary}", key.name, key.namespace));
+            if exposed {
+                self.namespaces.insert(ns.to_owned());
+            } else {
+                self.namespaces.remove(ns);
+            }
+            services.extend(cluster.services_in(ns).map(|(k, _)| k.clone()));
+            // Entries of services already gone from the cluster but still served.
+            let suffix = format!(".{ns}");
+            services.extend(
+                self.services
+                    .keys()
+                    .filter_map(|short| short.strip_suffix(suffix.as_str()))
+                    .filter(|svc| !svc.contains('.'))
+                    .map(|svc| ObjectKey::new(ns, svc)),
+            );
+            pods.insert(ns.to_owned());
+        }
+        for key in &services {
+            self.update_service(cluster, settings, key, &mut out);
+        }
+        if changes.full || services.contains(&ObjectKey::new("kube-system", "kube-dns")) {
+            self.update_dns_ips(cluster, settings, &mut out);
+        }
+        if settings.pods == PodMode::Verified {
+            let all: Vec<String>;
+            let pods: &BTreeSet<String> = if changes.full {
+                all = self.namespaces.iter().cloned().collect();
+                &all.into_iter().chain(pods.iter().cloned()).collect()
+            } else {
+                &pods
+            };
+            for ns in pods {
+                self.update_pods(cluster, ns, &mut out);
             }
         }
-        if !matches!(kind, Kind::ExternalName(_)) {
-            for s in subsets {
-                for ep in &s.endpoints {
-                    let target = format!(
-                        "{}.{}.{}.svc.{primary}",
-                        ep.label(),
-                        key.name,
-                        key.namespace
-                    );
-                    let list = ptr_ep.entry(ep.ip).or_default();
-                    if !list.contains(&target) {
-                        list.push(target);
+        out
+    }
+
+    /// Replaces one service's entry (or ExternalName CNAME) by what `cluster` says now.
+    fn update_service(
+        &mut self,
+        cluster: &Cluster,
+        settings: &Settings,
+        key: &ObjectKey,
+        out: &mut Applied,
+    ) {
+        let short = format!("{}.{}", key.name, key.namespace).to_ascii_lowercase();
+        let forward: Vec<String> = self.forward_zones().map(str::to_owned).collect();
+        let svc = cluster
+            .services
+            .get(key)
+            .filter(|_| self.namespaces.contains(&key.namespace))
+            .filter(|svc| {
+                settings
+                    .labels
+                    .as_ref()
+                    .is_none_or(|sel| sel.matches(&svc.labels))
+            });
+
+        // The CNAMEs of an ExternalName service.
+        let target = match svc.map(|s| &s.shape) {
+            Some(Shape::ExternalName(t)) => Some(t.to_string()),
+            _ => None,
+        };
+        for zone in &forward {
+            let name = format!("{short}.svc.{zone}");
+            let want = target.as_ref().filter(|_| fits(&name));
+            if self.cname.get(&name) != want {
+                out.changed = true;
+                match want {
+                    Some(t) => {
+                        self.cname.insert(name, t.clone());
+                    }
+                    None => {
+                        self.cname.remove(&name);
                     }
                 }
             }
         }
-        for zone in &forward {
-            b.service(key, &kind, subsets, zone);
-        }
-        let entry = match &kind {
-            Kind::ClusterIp(ips, ports) => Some(ServiceEntry {
-                cluster_ips: Some(ips.clone()),
-                ports: ports.clone(),
-                subsets: subsets.to_vec(),
-            }),
-            Kind::Headless => Some(ServiceEntry {
-                cluster_ips: None,
-                ports: Vec::new(),
-                subsets: subsets.to_vec(),
-            }),
-            Kind::Ignored | Kind::ExternalName(_) => None,
-        };
-        if let Some(entry) = entry {
-            let short = format!("{}.{}", key.name, key.namespace).to_ascii_lowercase();
-            b.records.services.insert(short, entry);
-        }
-    }
-    for (ip, target) in ptr_svc {
-        ptr_ep.remove(&ip);
-        b.records.ptr.insert(ip, vec![target]);
-    }
-    for (ip, targets) in ptr_ep {
-        b.records.ptr.insert(ip, targets);
-    }
 
-    if settings.pods == PodMode::Verified {
-        for (key, pod) in &cluster.pods {
-            if !b.records.namespaces.contains(&key.namespace)
-                || pod.metadata.deletion_timestamp.is_some()
-            {
-                continue;
-            }
-            let Some(status) = &pod.status else { continue };
-            let ips = status
-                .pod_ips
-                .iter()
-                .flatten()
-                .map(|p| p.ip.as_str())
-                .chain(status.pod_ip.as_deref());
-            for ip in ips.filter_map(|s| s.parse::<IpAddr>().ok()) {
-                b.records
-                    .pod_ips
-                    .entry(key.namespace.clone())
-                    .or_default()
-                    .insert(ip);
-            }
-        }
-    }
-
-    let dns_ips = dns_service_ips(cluster).unwrap_or_else(|| settings.dns_ips.clone());
-    for zone in &forward {
-        b.records.txt.insert(
-            format!("dns-version.{zone}"),
-            vec![DNS_SCHEMA_VERSION.to_owned()],
-        );
-        let ns = format!("ns.dns.{zone}");
-        b.add_addresses(&ns, dns_ips.iter().copied());
-        let ents = &mut b.records.empty_non_terminals;
-        ents.insert(format!("dns.{zone}"));
-        ents.insert(format!("svc.{zone}"));
-        ents.insert(format!("pod.{zone}"));
-        for ns in &b.records.namespaces {
-            ents.insert(format!("{ns}.svc.{zone}"));
-            if settings.pods != PodMode::Disabled {
-                ents.insert(format!("{ns}.pod.{zone}"));
-            }
-        }
-    }
-    for set in b.records.a.values_mut() {
-        set.1.sort_unstable();
-        set.1.dedup();
-    }
-    for set in b.records.aaaa.values_mut() {
-        set.1.sort_unstable();
-        set.1.dedup();
-    }
-    (b.records, b.notes)
-}
-
-struct Builder<'a> {
-    settings: &'a Settings,
-    notes: Vec<String>,
-    records: Records,
-}
-
-impl Builder<'_> {
-    /// Whether `name` fits in a DNS message; notes it when not.
-    fn fits(&mut self, what: &dyn std::fmt::Display, name: &str) -> bool {
-        if name.len() + 1 > MAX_WIRE_NAME {
-            self.notes.push(format!(
-                "{what}: {name} is longer than 255 bytes, no record"
-            ));
-            return false;
-        }
-        true
-    }
-
-    fn add_addresses(&mut self, name: &str, ips: impl IntoIterator<Item = IpAddr>) {
-        let ttl = self.settings.ttl;
-        for ip in ips {
-            match ip {
-                IpAddr::V4(v4) => self
-                    .records
-                    .a
-                    .entry(name.to_owned())
-                    .or_insert((ttl, Vec::new()))
-                    .1
-                    .push(v4),
-                IpAddr::V6(v6) => self
-                    .records
-                    .aaaa
-                    .entry(name.to_owned())
-                    .or_insert((ttl, Vec::new()))
-                    .1
-                    .push(v6),
-            }
-        }
-    }
-
-    /// The A/AAAA and CNAME records of one service in `zone`: its own name, and the names of
-    /// its endpoints (CoreDNS serves those for ClusterIP services too).
-    fn service(&mut self, key: &ObjectKey, kind: &Kind, subsets: &[Subset], zone: &str) {
-        let name = format!("{}.{}.svc.{zone}", key.name, key.namespace).to_ascii_lowercase();
-        let what = format!("Service {key}");
-        if !self.fits(&what, &name) {
+        let entry = svc.and_then(|svc| service_entry(cluster, settings, key, svc));
+        let old = self.services.get(short.as_str());
+        if old == entry.as_ref() {
             return;
         }
-        let headless = match kind {
-            Kind::Ignored => return,
-            Kind::ExternalName(target) => {
-                self.records.cname.insert(name, target.clone());
-                return;
-            }
-            Kind::ClusterIp(ips, _) => {
-                self.add_addresses(&name, ips.iter().copied());
-                false
-            }
-            Kind::Headless => true,
-        };
-        for s in subsets {
-            for ep in &s.endpoints {
-                let ep_name = format!("{}.{name}", ep.label());
-                if !self.fits(&what, &ep_name) {
-                    continue;
-                }
-                self.add_addresses(&ep_name, [ep.ip]);
-                if headless {
-                    self.add_addresses(&name, [ep.ip]);
+        out.changed = true;
+        if let Some(old) = self.services.remove(short.as_str()) {
+            let records = self.entry_records(&short, &old);
+            out.a_delta -= a_names(&records);
+            out.names.extend(records.into_iter().map(|(n, _)| n));
+            self.ptr_remove(&short, &old);
+        }
+        if let Some(entry) = entry {
+            let records = self.entry_records(&short, &entry);
+            for zone in &forward {
+                let fqdn = format!("{short}.svc.{zone}");
+                if !fits(&fqdn) {
+                    out.notes.push(format!(
+                        "Service {key}: {fqdn} is longer than 255 bytes, no record"
+                    ));
+                } else if records.len() < entry.endpoint_labels().len() {
+                    out.notes.push(format!(
+                        "Service {key}: an endpoint name below {fqdn} is longer than 255 bytes, no record"
+                    ));
                 }
             }
+            out.a_delta += a_names(&records);
+            out.names.extend(records.into_iter().map(|(n, _)| n));
+            let short: Arc<str> = short.into();
+            self.ptr_add(&short, &entry);
+            self.services.insert(short, entry);
         }
     }
-}
 
-enum Kind {
-    /// No address allocated (or malformed).
-    Ignored,
-    ClusterIp(Vec<IpAddr>, Vec<Port>),
-    Headless,
-    /// Lower-case FQDN target.
-    ExternalName(String),
-}
-
-fn service_kind(svc: &Service, strings: &mut Strings) -> Kind {
-    let Some(spec) = &svc.spec else {
-        return Kind::Ignored;
-    };
-    if spec.type_.as_deref() == Some("ExternalName") {
-        let Some(target) = spec.external_name.as_deref() else {
-            return Kind::Ignored;
-        };
-        let target = target.trim_end_matches('.');
-        // An IP is not a name: CoreDNS serves nothing for it.
-        if target.is_empty() || target.parse::<IpAddr>().is_ok() {
-            return Kind::Ignored;
+    /// Adds the PTR owners of a service entry.
+    fn ptr_add(&mut self, short: &Arc<str>, entry: &ServiceEntry) {
+        let mut owners: Vec<(IpAddr, PtrOwner)> = Vec::new();
+        for ip in entry.cluster_ips.iter().flat_map(|ips| ips.iter()) {
+            owners.push((
+                *ip,
+                PtrOwner {
+                    service: Arc::clone(short),
+                    cluster_ip: true,
+                    label: None,
+                },
+            ));
         }
-        return Kind::ExternalName(format!("{}.", target.to_ascii_lowercase()));
+        for ep in entry.endpoints() {
+            let owner = PtrOwner {
+                service: Arc::clone(short),
+                cluster_ip: false,
+                label: ep.name.clone(),
+            };
+            if !owners.iter().any(|(ip, o)| *ip == ep.ip && *o == owner) {
+                owners.push((ep.ip, owner));
+            }
+        }
+        for (ip, owner) in owners {
+            let list = self.ptr.remove(&ip).unwrap_or_default();
+            let mut list = list.into_vec();
+            let at = list.partition_point(|o| o.order() <= owner.order());
+            list.insert(at, owner);
+            self.ptr.insert(ip, list.into_boxed_slice());
+        }
     }
-    let cluster_ips: Vec<&str> = match &spec.cluster_ips {
-        Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
-        _ => spec.cluster_ip.as_deref().into_iter().collect(),
-    };
-    if cluster_ips.first() == Some(&"None") {
-        return Kind::Headless;
-    }
-    let ips: Vec<IpAddr> = cluster_ips
-        .iter()
-        .filter_map(|ip| ip.parse().ok())
-        .collect();
-    if ips.is_empty() {
-        return Kind::Ignored;
-    }
-    let ports = spec
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| Port {
-            name: strings.get(p.name.as_deref().unwrap_or_default()),
-            protocol: strings.get(p.protocol.as_deref().unwrap_or("TCP")),
-            port: p.port,
-        })
-        .collect();
-    Kind::ClusterIp(ips, ports)
-}
 
-/// Namespaces that exist (Namespace objects; without `namespace_labels` also namespaces
-/// holding Services) and are allowed by `namespaces` / `namespace_labels`.
-fn exposed_namespaces(cluster: &Cluster, settings: &Settings) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for (name, ns) in &cluster.namespaces {
-        if let Some(sel) = &settings.namespace_labels {
-            if !sel.matches(ns.metadata.labels.as_ref()) {
+    /// Removes the PTR owners of a service entry.
+    fn ptr_remove(&mut self, short: &str, entry: &ServiceEntry) {
+        let ips = entry
+            .cluster_ips
+            .iter()
+            .flat_map(|ips| ips.iter().copied())
+            .chain(entry.endpoints().map(|e| e.ip));
+        for ip in ips {
+            let Some(list) = self.ptr.get_mut(&ip) else {
+                continue;
+            };
+            if !list.iter().any(|o| &*o.service == short) {
                 continue;
             }
+            let kept: Box<[PtrOwner]> = list
+                .iter()
+                .filter(|o| &*o.service != short)
+                .cloned()
+                .collect();
+            if kept.is_empty() {
+                self.ptr.remove(&ip);
+            } else {
+                *list = kept;
+            }
         }
-        out.insert(name.clone());
     }
-    if settings.namespace_labels.is_none() {
-        out.extend(cluster.services.keys().map(|k| k.namespace.clone()));
+
+    /// `ns.dns.<zone>`: the addresses of kube-system/kube-dns, else `dns_ips`.
+    fn update_dns_ips(&mut self, cluster: &Cluster, settings: &Settings, out: &mut Applied) {
+        let ips = dns_service_ips(cluster).unwrap_or_else(|| settings.dns_ips.clone());
+        let forward: Vec<String> = self.forward_zones().map(str::to_owned).collect();
+        for zone in forward {
+            let name = format!("ns.dns.{zone}");
+            let mut v4: Vec<_> = ips
+                .iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(v) => Some(*v),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            let mut v6: Vec<_> = ips
+                .iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V6(v) => Some(*v),
+                    IpAddr::V4(_) => None,
+                })
+                .collect();
+            v4.sort_unstable();
+            v4.dedup();
+            v6.sort_unstable();
+            v6.dedup();
+            let (a, aaaa) = (
+                (!v4.is_empty()).then_some((self.ttl, v4)),
+                (!v6.is_empty()).then_some((self.ttl, v6)),
+            );
+            if self.a.get(&name) != a.as_ref() || self.aaaa.get(&name) != aaaa.as_ref() {
+                out.changed = true;
+                out.names.insert(name.clone());
+                out.a_delta += isize::from(a.is_some()) - isize::from(self.a.contains_key(&name));
+                match a {
+                    Some(v) => self.a.insert(name.clone(), v),
+                    None => self.a.remove(&name),
+                };
+                match aaaa {
+                    Some(v) => self.aaaa.insert(name, v),
+                    None => self.aaaa.remove(&name),
+                };
+            }
+        }
     }
-    out.retain(|ns| settings.namespace_allowed(ns));
-    out
+
+    /// The pod addresses of namespace `ns` (`pods verified`).
+    fn update_pods(&mut self, cluster: &Cluster, ns: &str, out: &mut Applied) {
+        let ips: BTreeSet<IpAddr> = if self.namespaces.contains(ns) {
+            cluster
+                .pods_in(ns)
+                .flat_map(|p| p.ips.iter().copied())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        if self.pod_ips.get(ns).cloned().unwrap_or_default() == ips {
+            return;
+        }
+        out.changed = true;
+        if ips.is_empty() {
+            self.pod_ips.remove(ns);
+        } else {
+            self.pod_ips.insert(ns.to_owned(), ips);
+        }
+    }
 }
 
-/// The served endpoints and ports of every slice, by (namespace, service name).
-fn subsets_by_service(
+/// Whether namespace `ns` is served: it exists (a Namespace object; without
+/// `namespace_labels` also a namespace holding Services) and `namespaces` /
+/// `namespace_labels` allow it.
+fn exposed(cluster: &Cluster, settings: &Settings, ns: &str) -> bool {
+    if !settings.namespace_allowed(ns) {
+        return false;
+    }
+    match &settings.namespace_labels {
+        Some(sel) => cluster
+            .namespaces
+            .get(ns)
+            .is_some_and(|n| sel.matches(&n.labels)),
+        None => cluster.namespaces.contains_key(ns) || cluster.services_in(ns).next().is_some(),
+    }
+}
+
+/// The entry of a ClusterIP or headless service; `None` for other kinds and for a ClusterIP
+/// service without endpoints under `ignore empty_service`.
+fn service_entry(
     cluster: &Cluster,
     settings: &Settings,
-    strings: &mut Strings,
-) -> BTreeMap<ObjectKey, Vec<Subset>> {
-    let mut by_service: BTreeMap<ObjectKey, Vec<Subset>> = BTreeMap::new();
-    for (key, slice) in &cluster.endpoint_slices {
-        if slice.address_type != "IPv4" && slice.address_type != "IPv6" {
-            continue;
-        }
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let svc_key = ObjectKey::new(key.namespace.clone(), service.clone());
-        let publish_not_ready = cluster
-            .services
-            .get(&svc_key)
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.publish_not_ready_addresses)
-            .unwrap_or(false);
-        by_service.entry(svc_key).or_default().push(subset(
-            slice,
-            publish_not_ready,
-            settings.endpoint_pod_names,
-            strings,
-        ));
-    }
-    by_service
-}
-
-fn subset(
-    slice: &EndpointSlice,
-    publish_not_ready: bool,
-    pod_names: bool,
-    strings: &mut Strings,
-) -> Subset {
-    let mut endpoints = Vec::new();
-    for ep in &slice.endpoints {
-        let ready = ep.conditions.as_ref().and_then(|c| c.ready) != Some(false);
-        if !ready && !publish_not_ready {
-            continue;
-        }
-        let pod = ep
-            .target_ref
-            .as_ref()
-            .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
-            .and_then(|r| r.name.clone());
-        for addr in &ep.addresses {
-            let Ok(ip) = addr.parse::<IpAddr>() else {
-                continue;
-            };
-            let name: Option<Box<str>> = match (&ep.hostname, &pod) {
-                (Some(h), _) if !h.is_empty() => Some(h.to_ascii_lowercase().into()),
-                (_, Some(p)) if pod_names && !p.is_empty() => Some(p.to_ascii_lowercase().into()),
-                _ if dashed(addr) != dashed(&ip.to_string()) => Some(dashed(addr).into()),
-                _ => None,
-            };
-            if !endpoints
-                .iter()
-                .any(|e: &Endpoint| e.ip == ip && e.name == name)
-            {
-                endpoints.push(Endpoint { ip, name });
+    key: &ObjectKey,
+    svc: &ServiceObj,
+) -> Option<ServiceEntry> {
+    let subsets: Box<[Subset]> = if settings.noendpoints {
+        Box::default()
+    } else {
+        cluster
+            .slices_of(key)
+            .map(|s| subset(s, svc.publish_not_ready, settings.endpoint_pod_names))
+            .collect()
+    };
+    match &svc.shape {
+        Shape::ClusterIp { ips, ports } => {
+            let has_addresses = subsets.iter().any(|s| !s.endpoints.is_empty());
+            if settings.ignore_empty_service && !has_addresses {
+                return None;
             }
+            let mut ips = ips.to_vec();
+            ips.sort_unstable();
+            ips.dedup();
+            Some(ServiceEntry {
+                cluster_ips: Some(ips.into()),
+                ports: ports.clone(),
+                subsets,
+            })
         }
+        Shape::Headless => Some(ServiceEntry {
+            cluster_ips: None,
+            ports: Box::default(),
+            subsets,
+        }),
+        Shape::Ignored | Shape::ExternalName(_) => None,
     }
-    let mut ports: Vec<Port> = slice
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| Port {
-            name: strings.get(p.name.as_deref().unwrap_or_default()),
-            protocol: strings.get(p.protocol.as_deref().unwrap_or("TCP")),
-            port: p.port.unwrap_or(-1),
-        })
-        .collect();
-    if ports.is_empty() {
-        ports.push(Port {
-            name: strings.get(""),
-            protocol: strings.get(""),
-            port: -1,
-        });
-    }
-    Subset { endpoints, ports }
 }
 
-/// Shares equal strings (port names and protocols) between the services that repeat them.
-#[derive(Default)]
-struct Strings(HashMap<Box<str>, Arc<str>>);
-
-impl Strings {
-    fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(s) {
-            return Arc::clone(shared);
+/// One slice's served endpoints (ready ones, every one with `publishNotReadyAddresses`),
+/// de-duplicated, and its ports.
+fn subset(slice: &SliceObj, publish_not_ready: bool, pod_names: bool) -> Subset {
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    for ep in slice.endpoints.iter() {
+        if !ep.ready && !publish_not_ready {
+            continue;
         }
-        let shared: Arc<str> = Arc::from(s);
-        self.0.insert(s.into(), Arc::clone(&shared));
-        shared
+        let name = ep
+            .hostname
+            .clone()
+            .or_else(|| ep.pod.clone().filter(|_| pod_names))
+            .or_else(|| ep.written.clone());
+        if !endpoints.iter().any(|e| e.ip == ep.ip && e.name == name) {
+            endpoints.push(Endpoint { ip: ep.ip, name });
+        }
+    }
+    Subset {
+        endpoints: endpoints.into(),
+        ports: slice.ports.clone(),
     }
 }
 
@@ -452,8 +464,17 @@ fn dns_service_ips(cluster: &Cluster) -> Option<Vec<IpAddr>> {
     let svc = cluster
         .services
         .get(&ObjectKey::new("kube-system", "kube-dns"))?;
-    match service_kind(svc, &mut Strings::default()) {
-        Kind::ClusterIp(ips, _) if !ips.is_empty() => Some(ips),
+    match &svc.shape {
+        Shape::ClusterIp { ips, .. } if !ips.is_empty() => Some(ips.to_vec()),
         _ => None,
     }
+}
+
+/// How many of `records` have IPv4 addresses.
+fn a_names(records: &[(String, Vec<IpAddr>)]) -> isize {
+    let n = records
+        .iter()
+        .filter(|(_, ips)| ips.iter().any(IpAddr::is_ipv4))
+        .count();
+    isize::try_from(n).unwrap_or(isize::MAX)
 }

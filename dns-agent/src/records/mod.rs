@@ -1,17 +1,18 @@
 //! The record model of the cluster zone (pure, no I/O): what exists, and the answer to a question.
 
+mod addresses;
 mod build;
 mod resolve;
 mod service;
 mod settings;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use build::build;
+pub use build::{build, Applied, Changes};
 pub use resolve::{qtype, Outcome, RData, Rcode, Resolution, Rr};
-pub use service::{Endpoint, Port, ServiceEntry, SrvQuery, Subset};
+pub use service::{dashed, Endpoint, Port, ServiceEntry, SrvQuery, Subset};
 pub use settings::{LabelSelector, PodMode, Settings, SettingsError};
 
 /// A records by owner name: lower-case FQDN with a trailing dot → (TTL, ascending addresses).
@@ -48,7 +49,31 @@ pub struct SrvSet {
     pub additional: Vec<(String, IpAddr)>,
 }
 
+/// Who a PTR record at an address points to: a service's cluster IP, or one of its endpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PtrOwner {
+    /// The service's `<svc>.<ns>` (lower-case), as keyed in [`Records::services`].
+    pub service: Arc<str>,
+    /// True for a cluster IP (`<svc>.<ns>.svc.<zone>`), false for an endpoint.
+    pub cluster_ip: bool,
+    /// An endpoint's label when it is not the dashed address ([`Endpoint::name`]).
+    pub label: Option<Box<str>>,
+}
+
+impl PtrOwner {
+    /// (namespace, service): the order owners are kept in.
+    fn order(&self) -> (bool, &str, &str) {
+        let (svc, ns) = self.service.split_once('.').unwrap_or((&self.service, ""));
+        (!self.cluster_ip, ns, svc)
+    }
+}
+
 /// Every record of the zone at one point in time.
+///
+/// Services are kept once, as [`ServiceEntry`]s: the A/AAAA records of their names and of
+/// their endpoints' names, their SRV records and PTR targets are computed from them per
+/// question (and per kernel map sync), never stored name by name, so that a large cluster
+/// stays small and one changed service is one entry to replace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Records {
     /// The primary zone, lower-case with a trailing dot (`cluster.local.`): PTR targets use it.
@@ -62,16 +87,17 @@ pub struct Records {
     /// False while a live source has not completed its first list: answers that would be
     /// NXDOMAIN are SERVFAIL. Snapshots are complete, so `build` sets it true.
     pub synced: bool,
+    /// A records of names outside services (`ns.dns.<zone>`).
     pub a: AMap,
+    /// AAAA records of names outside services.
     pub aaaa: AaaaMap,
-    /// Served ClusterIP and headless services by `<svc>.<ns>` (lower-case): SRV answers
-    /// (`_<port>._<proto>.<svc>...`, bare and endpoint names) are computed from them per
-    /// question rather than stored, to keep large clusters small.
-    pub services: BTreeMap<String, ServiceEntry>,
+    /// Served ClusterIP and headless services by `<svc>.<ns>` (lower-case).
+    pub services: HashMap<Arc<str>, ServiceEntry>,
     /// CNAME target (lower-case FQDN) by owner: ExternalName services.
     pub cname: BTreeMap<String, String>,
-    /// PTR targets by address (asked as `d.c.b.a.in-addr.arpa.` or nibbles under `ip6.arpa.`).
-    pub ptr: BTreeMap<IpAddr, Vec<String>>,
+    /// Who the PTR records of an address point to, cluster IPs first, then by namespace and
+    /// service.
+    pub ptr: BTreeMap<IpAddr, Box<[PtrOwner]>>,
     /// TXT strings by owner (`dns-version.<zone>`).
     pub txt: BTreeMap<String, Vec<String>>,
     /// Exposed namespaces (known to exist and allowed by the settings).
@@ -170,32 +196,30 @@ pub fn next_serial(prev: &Records, new: &Records, now: u32) -> u32 {
     }
 }
 
-/// The records the servers answer from, replaceable at run time. Readers take a cheap
-/// snapshot (`Arc`) and never wait for a writer longer than a pointer swap.
+/// The records the servers answer from, changed at run time. Readers hold the lock for one
+/// answer; a writer replaces them whole (`store`) or changes a few services in place (`write`),
+/// which takes microseconds however large the zone is.
 #[derive(Clone, Debug)]
-pub struct SharedRecords(Arc<RwLock<Arc<Records>>>);
+pub struct SharedRecords(Arc<RwLock<Records>>);
 
 impl SharedRecords {
     pub fn new(records: Records) -> Self {
-        SharedRecords(Arc::new(RwLock::new(Arc::new(records))))
+        SharedRecords(Arc::new(RwLock::new(records)))
     }
 
-    /// The current records.
-    pub fn load(&self) -> Arc<Records> {
-        let guard = self
-            .0
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(&guard)
+    /// The current records, read-locked: hold it for one answer, not across an `.await`.
+    pub fn load(&self) -> RwLockReadGuard<'_, Records> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The records, write-locked: readers wait until the guard is dropped.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Records> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Replaces the records; returns the previous ones.
-    pub fn store(&self, records: Records) -> Arc<Records> {
-        let mut guard = self
-            .0
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        std::mem::replace(&mut *guard, Arc::new(records))
+    pub fn store(&self, records: Records) -> Records {
+        std::mem::replace(&mut *self.write(), records)
     }
 }
 

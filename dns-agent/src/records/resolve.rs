@@ -111,14 +111,14 @@ impl Records {
                 self.push_addresses(&glue, &mut res.additional, true, true);
             }
         } else if is_reverse(zone) {
-            let ptrs = reverse_address(name).and_then(|ip| self.ptr.get(&ip));
+            let ptrs = reverse_address(name).and_then(|ip| self.ptr_targets(ip));
             exists = ptrs.is_some();
             if matches!(qtype, qtype::PTR | qtype::ANY) {
                 for target in ptrs.into_iter().flatten() {
                     res.answers.push(Rr {
                         owner: None,
                         ttl,
-                        data: RData::Ptr(target.clone()),
+                        data: RData::Ptr(target),
                     });
                 }
             }
@@ -143,8 +143,9 @@ impl Records {
             }
         } else {
             let srv = self.srv_at(name, zone);
-            exists = self.a.contains_key(name)
-                || self.aaaa.contains_key(name)
+            let (v4, v6) = self.addresses_of(name);
+            exists = !v4.is_empty()
+                || !v6.is_empty()
                 || srv.is_some()
                 || self.cname.contains_key(name)
                 || self.txt.contains_key(name)
@@ -226,24 +227,44 @@ impl Records {
 
     /// A/AAAA records of `name` (owner `name`).
     fn push_addresses(&self, name: &str, out: &mut Vec<Rr>, a: bool, aaaa: bool) {
+        let (v4, v6) = self.addresses_of(name);
+        let ttl = self.ttl;
         if a {
-            if let Some((ttl, addrs)) = self.a.get(name) {
-                out.extend(addrs.iter().map(|ip| Rr {
-                    owner: Some(name.to_owned()),
-                    ttl: *ttl,
-                    data: RData::A(*ip),
-                }));
-            }
+            out.extend(v4.into_iter().map(|ip| Rr {
+                owner: Some(name.to_owned()),
+                ttl,
+                data: RData::A(ip),
+            }));
         }
         if aaaa {
-            if let Some((ttl, addrs)) = self.aaaa.get(name) {
-                out.extend(addrs.iter().map(|ip| Rr {
-                    owner: Some(name.to_owned()),
-                    ttl: *ttl,
-                    data: RData::Aaaa(*ip),
-                }));
+            out.extend(v6.into_iter().map(|ip| Rr {
+                owner: Some(name.to_owned()),
+                ttl,
+                data: RData::Aaaa(ip),
+            }));
+        }
+    }
+
+    /// The PTR targets of `ip`: the first service (by namespace, then name) with it as a
+    /// cluster IP, else every endpoint name with it; `None` when nothing has it.
+    pub fn ptr_targets(&self, ip: IpAddr) -> Option<Vec<String>> {
+        let owners = self.ptr.get(&ip)?;
+        let zone = &self.zone;
+        if let Some(o) = owners.iter().find(|o| o.cluster_ip) {
+            return Some(vec![format!("{}.svc.{zone}", o.service)]);
+        }
+        let mut out: Vec<String> = Vec::new();
+        for o in owners.iter() {
+            let label = match &o.label {
+                Some(l) => l.to_string(),
+                None => super::dashed(&ip.to_string()),
+            };
+            let target = format!("{label}.{}.svc.{zone}", o.service);
+            if !out.contains(&target) {
+                out.push(target);
             }
         }
+        Some(out)
     }
 
     /// The SRV records at `name` in forward `zone`, computed from the service below it:
@@ -264,7 +285,7 @@ impl Records {
             ),
             _ => return None,
         };
-        let entry = self.services.get(&format!("{svc}.{ns}"))?;
+        let entry = self.services.get(format!("{svc}.{ns}").as_str())?;
         let fqdn = format!("{svc}.{ns}.svc.{zone}");
         entry.srv(&fqdn, query)
     }

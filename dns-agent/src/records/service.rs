@@ -1,7 +1,7 @@
 //! One service as SRV answers need it, and the SRV records CoreDNS computes from it (pure).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -45,8 +45,8 @@ pub struct Port {
 /// One EndpointSlice's contribution: its served endpoints times its ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subset {
-    pub endpoints: Vec<Endpoint>,
-    pub ports: Vec<Port>,
+    pub endpoints: Box<[Endpoint]>,
+    pub ports: Box<[Port]>,
 }
 
 /// What an SRV question selects below a service name.
@@ -63,15 +63,49 @@ pub enum SrvQuery<'a> {
 /// A served service (ExternalName ones live in `Records::cname`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceEntry {
-    /// `None`: headless; else the cluster IPs.
-    pub cluster_ips: Option<Vec<IpAddr>>,
+    /// `None`: headless; else the cluster IPs (both families, ascending).
+    pub cluster_ips: Option<Box<[IpAddr]>>,
     /// The Service's ports (ClusterIP services answer SRV from these).
-    pub ports: Vec<Port>,
+    pub ports: Box<[Port]>,
     /// Endpoints (headless services and endpoint names answer SRV from these).
-    pub subsets: Vec<Subset>,
+    pub subsets: Box<[Subset]>,
 }
 
 impl ServiceEntry {
+    /// The addresses of the service's own name, ascending: its cluster IPs, or for a headless
+    /// service every served endpoint address.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = match &self.cluster_ips {
+            Some(ips) => ips.to_vec(),
+            None => self.endpoints().map(|e| e.ip).collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The addresses of the endpoint name `label` below the service, ascending.
+    pub fn endpoint_addresses(&self, label: &str) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = self
+            .endpoints()
+            .filter(|e| e.label() == label)
+            .map(|e| e.ip)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The distinct endpoint labels, in order.
+    pub fn endpoint_labels(&self) -> BTreeSet<Cow<'_, str>> {
+        self.endpoints().map(Endpoint::label).collect()
+    }
+
+    /// Every served endpoint of every slice, in slice order.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> + '_ {
+        self.subsets.iter().flat_map(|s| s.endpoints.iter())
+    }
+
     /// The SRV records for `query` below the service named `fqdn` (lower-case): priority 0,
     /// weight ⌊100 / entries⌋ (entries counted before de-duplication, port-less ones too),
     /// records de-duplicated by (target, port), additional addresses by (target, address).

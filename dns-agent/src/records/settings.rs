@@ -1,9 +1,11 @@
 //! The options of the Corefile `kubernetes` block that shape the records, and label selectors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+
+use crate::cluster::Labels;
 
 /// Largest `ttl` the `kubernetes` plugin accepts.
 pub const MAX_TTL: u32 = 3600;
@@ -203,11 +205,11 @@ enum Requirement {
 
 impl LabelSelector {
     /// Whether `labels` satisfy every requirement (an empty selector matches everything).
-    pub fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
-        let get = |k: &str| labels.and_then(|l| l.get(k));
+    pub fn matches(&self, labels: &Labels) -> bool {
+        let get = |k: &str| labels.get(k);
         self.requirements.iter().all(|r| match r {
-            Requirement::Equals(k, v) => get(k) == Some(v),
-            Requirement::NotEquals(k, v) => get(k) != Some(v),
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
             Requirement::In(k, vs) => get(k).is_some_and(|v| vs.contains(v)),
             Requirement::NotIn(k, vs) => get(k).is_none_or(|v| !vs.contains(v)),
             Requirement::Exists(k) => get(k).is_some(),

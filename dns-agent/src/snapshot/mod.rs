@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use crate::cli::SnapshotSource;
-use crate::cluster::{Cluster, ObjectKey};
+use crate::cluster::{Cluster, NamespaceObj, ObjectKey, PodObj, ServiceObj, SliceObj};
 
 pub use validate::{check_endpoint_slice, check_service, SERVICE_NAME_LABEL};
 
@@ -235,18 +235,21 @@ impl Loader<'_> {
                 validate::check_dns1123_label("metadata.name", &key.name)
                     .map_err(|p| self.error(at.clone(), p))?;
                 let ns: Namespace = self.typed(&at, value)?;
-                self.loaded.cluster.namespaces.insert(key.name, ns);
+                self.loaded
+                    .cluster
+                    .insert_namespace(key.name, NamespaceObj::from(&ns));
             }
             "Service" => {
                 validate::check_dns1035_label("metadata.name", &key.name)
                     .map_err(|p| self.error(at.clone(), p))?;
-                let mut svc: Service = self.typed(&at, value)?;
+                let svc: Service = self.typed(&at, value)?;
                 validate::check_service(&svc).map_err(|p| self.error(at.clone(), p))?;
-                svc.metadata.namespace = Some(key.namespace.clone());
-                self.loaded.cluster.services.insert(key, svc);
+                self.loaded
+                    .cluster
+                    .insert_service(key, ServiceObj::from(&svc));
             }
             "EndpointSlice" => {
-                let mut slice: EndpointSlice = self.typed(&at, value)?;
+                let slice: EndpointSlice = self.typed(&at, value)?;
                 validate::check_endpoint_slice(&slice).map_err(|p| self.error(at.clone(), p))?;
                 let linked = slice
                     .metadata
@@ -259,13 +262,13 @@ impl Loader<'_> {
                         &format!("no {SERVICE_NAME_LABEL} label: not linked to any Service"),
                     );
                 }
-                slice.metadata.namespace = Some(key.namespace.clone());
-                self.loaded.cluster.endpoint_slices.insert(key, slice);
+                self.loaded
+                    .cluster
+                    .insert_slice(key, SliceObj::from(&slice));
             }
             _ => {
-                let mut pod: Pod = self.typed(&at, value)?;
-                pod.metadata.namespace = Some(key.namespace.clone());
-                self.loaded.cluster.pods.insert(key, pod);
+                let pod: Pod = self.typed(&at, value)?;
+                self.loaded.cluster.insert_pod(key, PodObj::from(&pod));
             }
         }
         self.seen.insert(object, at);

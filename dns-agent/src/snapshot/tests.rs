@@ -111,10 +111,17 @@ fn accepted() {
 fn typed_objects_keep_their_fields() {
     let loaded = parse("test.yaml", &format!("{SVC}---\n{SLICE}")).expect("parses");
     let svc = &loaded.cluster.services[&ObjectKey::new("demo", "web")];
-    let spec = svc.spec.as_ref().expect("spec");
-    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.10.20"));
+    match &svc.shape {
+        crate::cluster::Shape::ClusterIp { ips, .. } => {
+            assert_eq!(
+                ips.to_vec(),
+                vec!["10.96.10.20".parse::<std::net::IpAddr>().expect("ip")]
+            );
+        }
+        other => panic!("shape {other:?}"),
+    }
     let slice = &loaded.cluster.endpoint_slices[&ObjectKey::new("demo", "db-1")];
-    assert_eq!(slice.endpoints[0].addresses, vec!["10.1.2.3".to_owned()]);
+    assert_eq!(slice.endpoints[0].ip.to_string(), "10.1.2.3");
 }
 
 #[test]

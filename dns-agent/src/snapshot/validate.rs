@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// Label that links an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub use crate::cluster::SERVICE_NAME_LABEL;
 
 /// RFC 1123 label as Kubernetes checks namespace names: 1-63 of `[a-z0-9-]`, alphanumeric at
 /// both ends.

@@ -107,7 +107,7 @@ fn cluster_ip_families_and_nodata() {
     assert_eq!(answers(&r, name, qtype::A), ["<q> 5 A 10.96.0.7"]);
     assert_eq!(answers(&r, name, qtype::AAAA), ["<q> 5 AAAA fd00::7"]);
     assert_eq!(
-        r.aaaa[name],
+        r.aaaa_map()[name],
         (5, vec!["fd00::7".parse::<Ipv6Addr>().expect("v6")])
     );
     let v6only = records_of(&svc(
@@ -193,7 +193,7 @@ fn headless_endpoints_names_and_srv() {
         Some(Rcode::NxDomain)
     );
     // The kernel's map carries the endpoint names too.
-    assert!(r.a.contains_key("web-0.hl.demo.svc.cluster.local."));
+    assert!(r.a_map().contains_key("web-0.hl.demo.svc.cluster.local."));
     // 3 endpoints x 1 port → weight 33, one record per endpoint.
     let (_, ans, add) = ask(&r, "_http._tcp.hl.demo.svc.cluster.local.", qtype::SRV).expect("ours");
     assert_eq!(
@@ -471,37 +471,30 @@ fn settings_label_selectors() {
     let sel: LabelSelector = "app=web, tier in (front,back), !legacy, env != prod, team"
         .parse()
         .expect("selector");
-    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs
+    let labels = |pairs: &[(&str, &str)]| -> crate::cluster::Labels {
+        let map: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+            .collect();
+        crate::cluster::Labels::from_map(Some(&map))
     };
-    assert!(sel.matches(Some(&labels(&[
-        ("app", "web"),
-        ("tier", "front"),
-        ("team", "x")
-    ]))));
-    assert!(!sel.matches(Some(&labels(&[
-        ("app", "web"),
-        ("tier", "mid"),
-        ("team", "x")
-    ]))));
-    assert!(!sel.matches(Some(&labels(&[
+    assert!(sel.matches(&labels(&[("app", "web"), ("tier", "front"), ("team", "x")])));
+    assert!(!sel.matches(&labels(&[("app", "web"), ("tier", "mid"), ("team", "x")])));
+    assert!(!sel.matches(&labels(&[
         ("app", "web"),
         ("tier", "back"),
         ("team", "x"),
         ("legacy", "1")
-    ]))));
-    assert!(!sel.matches(Some(&labels(&[
+    ])));
+    assert!(!sel.matches(&labels(&[
         ("app", "web"),
         ("tier", "back"),
         ("team", "x"),
         ("env", "prod")
-    ]))));
-    assert!(!sel.matches(None));
+    ])));
+    assert!(!sel.matches(&crate::cluster::Labels::default()));
     let notin: LabelSelector = "env notin (prod)".parse().expect("selector");
-    assert!(notin.matches(None));
+    assert!(notin.matches(&crate::cluster::Labels::default()));
     assert!("app=,".parse::<LabelSelector>().is_err());
     assert!("tier in front".parse::<LabelSelector>().is_err());
 
