@@ -380,13 +380,14 @@ fn remove(target: &mut Cluster, kind: Kind, key: &ObjectKey, changes: &mut Chang
     }
 }
 
-/// Replaces `kind`'s objects in `cluster` by those of a complete list.
+/// Replaces `kind`'s objects in `cluster` by those of a complete list. The maps are rebuilt
+/// in bulk: a map filled one insert at a time in key order leaves its nodes half empty.
 fn replace_kind(cluster: &mut Cluster, listed: Cluster, kind: Kind) {
     match kind {
-        Kind::Namespace => cluster.namespaces = listed.namespaces,
-        Kind::Service => cluster.services = listed.services,
-        Kind::EndpointSlice => cluster.replace_slices(listed.endpoint_slices),
-        Kind::Pod => cluster.pods = listed.pods,
+        Kind::Namespace => cluster.namespaces = listed.namespaces.into_iter().collect(),
+        Kind::Service => cluster.services = listed.services.into_iter().collect(),
+        Kind::EndpointSlice => cluster.endpoint_slices = listed.endpoint_slices.into_iter().collect(),
+        Kind::Pod => cluster.pods = listed.pods.into_iter().collect(),
     }
 }
 

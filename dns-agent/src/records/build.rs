@@ -95,19 +95,138 @@ pub fn build(cluster: &Cluster, settings: &Settings, serial: u32) -> (Records, V
         ents.insert(format!("svc.{zone}"));
         ents.insert(format!("pod.{zone}"));
     }
-    let changes = Changes {
-        full: true,
-        services: cluster.services.keys().cloned().collect(),
-        namespaces: cluster
-            .namespaces
-            .keys()
-            .cloned()
-            .chain(cluster.services.keys().map(|k| k.namespace.clone()))
-            .collect(),
-        pods: BTreeSet::new(),
-    };
-    let applied = records.apply(cluster, settings, &changes);
-    (records, applied.notes)
+    // Namespaces, then every service in one pass; the PTR owners are sorted once and the map
+    // built in bulk (dense nodes: a map built insert by insert is half empty).
+    let candidates: BTreeSet<&str> = cluster
+        .namespaces
+        .keys()
+        .map(String::as_str)
+        .chain(cluster.services.keys().map(|k| k.namespace.as_str()))
+        .collect();
+    for ns in candidates {
+        if exposed(cluster, settings, ns) {
+            records.set_exposed(ns, true, settings);
+        }
+    }
+    let mut notes = Vec::new();
+    let mut services = HashMap::with_capacity(cluster.services.len());
+    let mut owners: Vec<(IpAddr, PtrOwner)> = Vec::new();
+    let slices = cluster.slices_by_service();
+    for (key, svc) in &cluster.services {
+        if !served(&records, settings, key, svc) {
+            continue;
+        }
+        let short = short_name(key);
+        if let Shape::ExternalName(target) = &svc.shape {
+            for zone in &forward {
+                let name = format!("{short}.svc.{zone}");
+                if fits(&name) {
+                    records.cname.insert(name, target.to_string());
+                }
+            }
+            continue;
+        }
+        let of = slices
+            .get(&(key.namespace.as_str(), key.name.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(entry) = service_entry(of.iter().copied(), settings, svc) {
+            notes.extend(length_notes(key, &short, &entry, &forward));
+            let short: Arc<str> = short.into();
+            owners.extend(ptr_owners(&short, &entry));
+            services.insert(short, entry);
+        }
+    }
+    records.services = services;
+    owners.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.order().cmp(&y.order())));
+    let mut ptr: Vec<(IpAddr, Box<[PtrOwner]>)> = Vec::new();
+    let mut owners = owners.into_iter().peekable();
+    while let Some((ip, first)) = owners.next() {
+        let mut list = vec![first];
+        while let Some((_, o)) = owners.next_if(|(next, _)| *next == ip) {
+            list.push(o);
+        }
+        ptr.push((ip, list.into_boxed_slice()));
+    }
+    records.ptr = ptr.into_iter().collect();
+    let mut applied = Applied::default();
+    records.update_dns_ips(cluster, settings, &mut applied);
+    if settings.pods == PodMode::Verified {
+        let namespaces: Vec<String> = records.namespaces.iter().cloned().collect();
+        for ns in namespaces {
+            records.update_pods(cluster, &ns, &mut applied);
+        }
+    }
+    (records, notes)
+}
+
+/// `<svc>.<ns>`, lower-case: how [`Records::services`] keys a service.
+fn short_name(key: &ObjectKey) -> String {
+    format!("{}.{}", key.name, key.namespace).to_ascii_lowercase()
+}
+
+/// Whether `svc` is served: its namespace is exposed and it matches the `labels` selector.
+fn served(records: &Records, settings: &Settings, key: &ObjectKey, svc: &ServiceObj) -> bool {
+    records.namespaces.contains(&key.namespace)
+        && settings
+            .labels
+            .as_ref()
+            .is_none_or(|sel| sel.matches(&svc.labels))
+}
+
+/// A note for each forward zone where the service's name, or one of its endpoint names, is
+/// too long for DNS (those names get no record).
+fn length_notes(
+    key: &ObjectKey,
+    short: &str,
+    entry: &ServiceEntry,
+    forward: &[String],
+) -> Vec<String> {
+    let longest_label = entry
+        .endpoints()
+        .map(|e| e.label().len())
+        .max()
+        .unwrap_or(0);
+    let mut notes = Vec::new();
+    for zone in forward {
+        let fqdn = format!("{short}.svc.{zone}");
+        if !fits(&fqdn) {
+            notes.push(format!(
+                "Service {key}: {fqdn} is longer than 255 bytes, no record"
+            ));
+        } else if longest_label > 0 && fqdn.len() + longest_label + 1 >= super::addresses::MAX_WIRE_NAME {
+            notes.push(format!(
+                "Service {key}: an endpoint name below {fqdn} is longer than 255 bytes, no record"
+            ));
+        }
+    }
+    notes
+}
+
+/// The PTR owners of a service entry: its cluster IPs, then its endpoints (de-duplicated).
+fn ptr_owners(short: &Arc<str>, entry: &ServiceEntry) -> Vec<(IpAddr, PtrOwner)> {
+    let mut owners: Vec<(IpAddr, PtrOwner)> = Vec::new();
+    for ip in entry.cluster_ips.iter().flat_map(|ips| ips.iter()) {
+        owners.push((
+            *ip,
+            PtrOwner {
+                service: Arc::clone(short),
+                cluster_ip: true,
+                label: None,
+            },
+        ));
+    }
+    for ep in entry.endpoints() {
+        let owner = PtrOwner {
+            service: Arc::clone(short),
+            cluster_ip: false,
+            label: ep.name.clone(),
+        };
+        if !owners.iter().any(|(ip, o)| *ip == ep.ip && *o == owner) {
+            owners.push((ep.ip, owner));
+        }
+    }
+    owners
 }
 
 impl Records {
@@ -129,23 +248,7 @@ impl Records {
                 continue;
             }
             out.changed = true;
-            let forward: Vec<String> = self.forward_zones().map(str::to_owned).collect();
-            for zone in forward {
-                let names = [format!("{ns}.svc.{zone}"), format!("{ns}.pod.{zone}")];
-                for (i, name) in names.into_iter().enumerate() {
-                    let wanted = exposed && (i == 0 || settings.pods != PodMode::Disabled);
-                    if wanted {
-                        self.empty_non_terminals.insert(name);
-                    } else {
-                        self.empty_non_terminals.remove(&name);
-                    }
-                }
-            }
-            if exposed {
-                self.namespaces.insert(ns.to_owned());
-            } else {
-                self.namespaces.remove(ns);
-            }
+            self.set_exposed(ns, exposed, settings);
             services.extend(cluster.services_in(ns).map(|(k, _)| k.clone()));
             // Entries of services already gone from the cluster but still served.
             let suffix = format!(".{ns}");
@@ -179,6 +282,27 @@ impl Records {
         out
     }
 
+    /// Serves namespace `ns` (its `<ns>.svc` and `<ns>.pod` names exist) or stops serving it.
+    fn set_exposed(&mut self, ns: &str, exposed: bool, settings: &Settings) {
+        let forward: Vec<String> = self.forward_zones().map(str::to_owned).collect();
+        for zone in forward {
+            let names = [format!("{ns}.svc.{zone}"), format!("{ns}.pod.{zone}")];
+            for (i, name) in names.into_iter().enumerate() {
+                let wanted = exposed && (i == 0 || settings.pods != PodMode::Disabled);
+                if wanted {
+                    self.empty_non_terminals.insert(name);
+                } else {
+                    self.empty_non_terminals.remove(&name);
+                }
+            }
+        }
+        if exposed {
+            self.namespaces.insert(ns.to_owned());
+        } else {
+            self.namespaces.remove(ns);
+        }
+    }
+
     /// Replaces one service's entry (or ExternalName CNAME) by what `cluster` says now.
     fn update_service(
         &mut self,
@@ -187,18 +311,12 @@ impl Records {
         key: &ObjectKey,
         out: &mut Applied,
     ) {
-        let short = format!("{}.{}", key.name, key.namespace).to_ascii_lowercase();
+        let short = short_name(key);
         let forward: Vec<String> = self.forward_zones().map(str::to_owned).collect();
         let svc = cluster
             .services
             .get(key)
-            .filter(|_| self.namespaces.contains(&key.namespace))
-            .filter(|svc| {
-                settings
-                    .labels
-                    .as_ref()
-                    .is_none_or(|sel| sel.matches(&svc.labels))
-            });
+            .filter(|svc| served(self, settings, key, svc));
 
         // The CNAMEs of an ExternalName service.
         let target = match svc.map(|s| &s.shape) {
@@ -221,7 +339,7 @@ impl Records {
             }
         }
 
-        let entry = svc.and_then(|svc| service_entry(cluster, settings, key, svc));
+        let entry = svc.and_then(|svc| service_entry(cluster.slices_of(key), settings, svc));
         let old = self.services.get(short.as_str());
         if old == entry.as_ref() {
             return;
@@ -235,18 +353,7 @@ impl Records {
         }
         if let Some(entry) = entry {
             let records = self.entry_records(&short, &entry);
-            for zone in &forward {
-                let fqdn = format!("{short}.svc.{zone}");
-                if !fits(&fqdn) {
-                    out.notes.push(format!(
-                        "Service {key}: {fqdn} is longer than 255 bytes, no record"
-                    ));
-                } else if records.len() < entry.endpoint_labels().len() {
-                    out.notes.push(format!(
-                        "Service {key}: an endpoint name below {fqdn} is longer than 255 bytes, no record"
-                    ));
-                }
-            }
+            out.notes.extend(length_notes(key, &short, &entry, &forward));
             out.a_delta += a_names(&records);
             out.names.extend(records.into_iter().map(|(n, _)| n));
             let short: Arc<str> = short.into();
@@ -257,33 +364,17 @@ impl Records {
 
     /// Adds the PTR owners of a service entry.
     fn ptr_add(&mut self, short: &Arc<str>, entry: &ServiceEntry) {
-        let mut owners: Vec<(IpAddr, PtrOwner)> = Vec::new();
-        for ip in entry.cluster_ips.iter().flat_map(|ips| ips.iter()) {
-            owners.push((
-                *ip,
-                PtrOwner {
-                    service: Arc::clone(short),
-                    cluster_ip: true,
-                    label: None,
-                },
-            ));
-        }
-        for ep in entry.endpoints() {
-            let owner = PtrOwner {
-                service: Arc::clone(short),
-                cluster_ip: false,
-                label: ep.name.clone(),
+        for (ip, owner) in ptr_owners(short, entry) {
+            let list = match self.ptr.remove(&ip) {
+                None => Box::new([owner]) as Box<[PtrOwner]>,
+                Some(list) => {
+                    let mut list = list.into_vec();
+                    let at = list.partition_point(|o| o.order() <= owner.order());
+                    list.insert(at, owner);
+                    list.into_boxed_slice()
+                }
             };
-            if !owners.iter().any(|(ip, o)| *ip == ep.ip && *o == owner) {
-                owners.push((ep.ip, owner));
-            }
-        }
-        for (ip, owner) in owners {
-            let list = self.ptr.remove(&ip).unwrap_or_default();
-            let mut list = list.into_vec();
-            let at = list.partition_point(|o| o.order() <= owner.order());
-            list.insert(at, owner);
-            self.ptr.insert(ip, list.into_boxed_slice());
+            self.ptr.insert(ip, list);
         }
     }
 
@@ -398,17 +489,15 @@ fn exposed(cluster: &Cluster, settings: &Settings, ns: &str) -> bool {
 
 /// The entry of a ClusterIP or headless service; `None` for other kinds and for a ClusterIP
 /// service without endpoints under `ignore empty_service`.
-fn service_entry(
-    cluster: &Cluster,
+fn service_entry<'a>(
+    slices: impl Iterator<Item = &'a SliceObj>,
     settings: &Settings,
-    key: &ObjectKey,
     svc: &ServiceObj,
 ) -> Option<ServiceEntry> {
     let subsets: Box<[Subset]> = if settings.noendpoints {
         Box::default()
     } else {
-        cluster
-            .slices_of(key)
+        slices
             .map(|s| subset(s, svc.publish_not_ready, settings.endpoint_pod_names))
             .collect()
     };
@@ -445,10 +534,10 @@ fn subset(slice: &SliceObj, publish_not_ready: bool, pod_names: bool) -> Subset 
             continue;
         }
         let name = ep
-            .hostname
-            .clone()
-            .or_else(|| ep.pod.clone().filter(|_| pod_names))
-            .or_else(|| ep.written.clone());
+            .hostname()
+            .or_else(|| ep.pod().filter(|_| pod_names))
+            .or_else(|| ep.written())
+            .map(Box::from);
         if !endpoints.iter().any(|e| e.ip == ep.ip && e.name == name) {
             endpoints.push(Endpoint { ip: ep.ip, name });
         }

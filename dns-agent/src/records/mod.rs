@@ -62,7 +62,7 @@ pub struct PtrOwner {
 
 impl PtrOwner {
     /// (namespace, service): the order owners are kept in.
-    fn order(&self) -> (bool, &str, &str) {
+    pub(crate) fn order(&self) -> (bool, &str, &str) {
         let (svc, ns) = self.service.split_once('.').unwrap_or((&self.service, ""));
         (!self.cluster_ip, ns, svc)
     }

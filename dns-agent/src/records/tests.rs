@@ -201,7 +201,7 @@ mod incremental {
 
     use super::*;
     use crate::cluster::{
-        intern, Cluster, EndpointObj, Labels, NamespaceObj, ObjectKey, PodObj, ServiceObj, Shape,
+        intern, Cluster, EndpointNames, EndpointObj, Labels, NamespaceObj, ObjectKey, PodObj, ServiceObj, Shape,
         SliceObj,
     };
 
@@ -274,9 +274,12 @@ mod incremental {
                     ip(rng, v6)
                 },
                 ready: rng.next(3) != 0,
-                hostname: (rng.next(3) == 0).then(|| format!("h{}", rng.next(2)).into()),
-                pod: (rng.next(2) == 0).then(|| format!("pod-{}", rng.next(3)).into()),
-                written: None,
+                names: EndpointNames {
+                    hostname: (rng.next(3) == 0).then(|| format!("h{}", rng.next(2)).into()),
+                    pod: (rng.next(2) == 0).then(|| format!("pod-{}", rng.next(3)).into()),
+                    written: None,
+                }
+                .boxed(),
             })
             .collect();
         SliceObj {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -77,7 +78,10 @@ struct Store {
     rv: u64,
     /// Watches from a resourceVersion below this get 410 Gone.
     oldest: u64,
-    objects: BTreeMap<(Resource, String, String), Value>,
+    /// Every object, with its JSON as a list item (no apiVersion and kind), written once.
+    objects: BTreeMap<(Resource, String, String), (Value, String)>,
+    /// Number of objects by resource.
+    counts: BTreeMap<Resource, usize>,
     changes: Vec<Change>,
     seq: u64,
     /// Lists wait while this is set (the agent has not synced yet).
@@ -120,6 +124,7 @@ impl FakeApi {
             rv: 1000,
             oldest: 0,
             objects: BTreeMap::new(),
+            counts: BTreeMap::new(),
             changes: Vec::new(),
             seq: 0,
             hold_lists: false,
@@ -201,7 +206,7 @@ impl FakeApi {
         let rv = store.rv;
         let mut object = object;
         let key = (resource, ns, name);
-        let (kind, uid, created) = match store.objects.get(&key) {
+        let (kind, uid, created) = match store.objects.get(&key).map(|(o, _)| o) {
             Some(old) => (
                 "MODIFIED",
                 old["metadata"]["uid"].clone(),
@@ -217,7 +222,10 @@ impl FakeApi {
         meta["resourceVersion"] = json!(rv.to_string());
         meta["uid"] = uid;
         meta["creationTimestamp"] = created;
-        store.objects.insert(key, object.clone());
+        let item = list_item(&object);
+        if store.objects.insert(key, (object.clone(), item)).is_none() {
+            *store.counts.entry(resource).or_default() += 1;
+        }
         store.seq += 1;
         let seq = store.seq;
         store.changes.push(Change {
@@ -239,9 +247,10 @@ impl FakeApi {
             .unwrap_or_else(|| panic!("no resource for kind {kind}"));
         let mut store = self.store();
         let key = (resource, ns.to_owned(), name.to_owned());
-        let Some(mut object) = store.objects.remove(&key) else {
+        let Some((mut object, _)) = store.objects.remove(&key) else {
             panic!("fake API server: delete {kind} {ns}/{name}: no such object");
         };
+        *store.counts.entry(resource).or_default() -= 1;
         store.rv += 1;
         let rv = store.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -406,50 +415,90 @@ async fn connection(
             .and_then(|v| v.parse().ok())
             .filter(|&l| l > 0)
             .unwrap_or(usize::MAX);
-        let offset: usize = params
+        // The continue token: how many items came before, and the key of the last one.
+        let after: Option<(usize, (Resource, String, String))> = params
             .get("continue")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+            .and_then(|token| token.split_once('-'))
+            .and_then(|(done, key)| {
+                let key = String::from_utf8(hex_decode(key)?).ok()?;
+                let (ns, name) = key.split_once('/')?;
+                Some((done.parse().ok()?, (resource, ns.to_owned(), name.to_owned())))
+            });
         let body = {
             let mut st = lock(&store);
             st.requests.entry(resource).or_default().0 += 1;
-            // Only the page's objects are copied (lists of 100,000 objects come in pages).
-            let total = st.objects.keys().filter(|(r, _, _)| *r == resource).count();
-            let end = offset.saturating_add(limit).min(total);
-            let items: Vec<Value> = st
-                .objects
-                .iter()
-                .filter(|((r, _, _), _)| *r == resource)
-                .skip(offset.min(end))
-                .take(end - offset.min(end))
-                .map(|(_, o)| {
-                    // The API server leaves apiVersion and kind out of list items.
-                    let mut o = o.clone();
-                    if let Some(map) = o.as_object_mut() {
-                        map.remove("apiVersion");
-                        map.remove("kind");
-                    }
-                    o
-                })
-                .collect();
-            let mut metadata = json!({"resourceVersion": st.rv.to_string()});
-            if end < total {
-                metadata["continue"] = json!(end.to_string());
-                metadata["remainingItemCount"] = json!(total - end);
+            // Pages are read from the continue key on (lists of 100,000 objects come in pages).
+            let first = (resource, String::new(), String::new());
+            let done = after.as_ref().map_or(0, |(n, _)| *n);
+            let range = match &after {
+                Some((_, key)) => st
+                    .objects
+                    .range((Bound::Excluded(key.clone()), Bound::Unbounded)),
+                None => st.objects.range(first..),
+            };
+            let mut items = String::new();
+            let mut last = None;
+            let mut count = 0;
+            let mut more = false;
+            for (key, (_, item)) in range.take_while(|((r, _, _), _)| *r == resource) {
+                if count == limit {
+                    more = true;
+                    break;
+                }
+                if count > 0 {
+                    items.push(',');
+                }
+                items.push_str(item);
+                last = Some(key);
+                count += 1;
             }
-            json!({
-                "kind": format!("{}List", resource.kind()),
-                "apiVersion": resource.api_version(),
-                "metadata": metadata,
-                "items": items,
-            })
+            let mut metadata = json!({"resourceVersion": st.rv.to_string()});
+            if let (true, Some((_, ns, name))) = (more, last) {
+                let total = st.counts.get(&resource).copied().unwrap_or(0);
+                let token = format!("{}-{}", done + count, hex_encode(format!("{ns}/{name}").as_bytes()));
+                metadata["continue"] = json!(token);
+                metadata["remainingItemCount"] = json!(total - done - count);
+            }
+            format!(
+                r#"{{"kind":"{}List","apiVersion":"{}","metadata":{},"items":[{items}]}}"#,
+                resource.kind(),
+                resource.api_version(),
+                metadata
+            )
         };
-        respond(&mut stream, "200 OK", &body).await?;
+        respond_text(&mut stream, "200 OK", &body).await?;
     }
 }
 
+/// The JSON of `object` as a list item: the API server leaves apiVersion and kind out.
+fn list_item(object: &Value) -> String {
+    let mut o = object.clone();
+    if let Some(map) = o.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+    }
+    o.to_string()
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 async fn respond(stream: &mut TcpStream, status: &str, body: &Value) -> std::io::Result<()> {
-    let body = body.to_string();
+    respond_text(stream, status, &body.to_string()).await
+}
+
+async fn respond_text(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
