@@ -18,7 +18,7 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray},
     programs::tc::SchedClassifierLinkId,
     programs::{tc, xdp::XdpLinkId, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
-    Ebpf, EbpfError,
+    Ebpf, EbpfError, EbpfLoader,
 };
 use dns_common::{
     config::{self, Config, MAX_SERVICE_IPV4},
@@ -72,6 +72,9 @@ pub struct DataplaneConfig {
     pub port: u16,
     pub mode: AttachMode,
     pub program: KernelProgram,
+    /// Capacity of `DNS_A` and of `DNS_AAAA` (names each), set when the object is loaded; at
+    /// least 1. [`records::CAPACITY`] is the object's own.
+    pub map_entries: u32,
 }
 
 /// Why the kernel path failed.
@@ -116,6 +119,8 @@ pub enum DataplaneError {
     XdpOnVeth(String),
     #[error("{count} service addresses given, the kernel path matches at most {max}")]
     TooManyServiceIps { count: usize, max: usize },
+    #[error("the kernel maps need room for at least one name (--kernel-map-entries 0)")]
+    NoMapEntries,
 }
 
 /// What `sync_a` (or `sync_aaaa`) changed.
@@ -170,6 +175,9 @@ impl Dataplane {
                 max: MAX_SERVICE_IPV4,
             });
         }
+        if cfg.map_entries == 0 {
+            return Err(DataplaneError::NoMapEntries);
+        }
         for name in &cfg.interfaces {
             if iface::index(name).is_none() {
                 return Err(DataplaneError::NoSuchInterface(name.clone()));
@@ -178,7 +186,11 @@ impl Dataplane {
                 return Err(DataplaneError::XdpOnVeth(name.clone()));
             }
         }
-        let mut ebpf = Ebpf::load(object).map_err(DataplaneError::Load)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(records::MAP_NAME, cfg.map_entries)
+            .map_max_entries(records::AAAA_MAP_NAME, cfg.map_entries)
+            .load(object)
+            .map_err(DataplaneError::Load)?;
         write_config(&mut ebpf, cfg)?;
         let records = take_map(&mut ebpf, records::MAP_NAME)?;
         let aaaa = take_map(&mut ebpf, records::AAAA_MAP_NAME)?;
@@ -478,6 +490,7 @@ mod tests {
             port: 53,
             mode,
             program: KernelProgram::Answer,
+            map_entries: records::CAPACITY,
         }
     }
 
@@ -553,6 +566,12 @@ mod tests {
             Dataplane::start(&many),
             Err(DataplaneError::TooManyServiceIps { count: 9, .. })
         ));
+        let empty = DataplaneConfig {
+            map_entries: 0,
+            ..cfg(&["lo"], AttachMode::Auto)
+        };
+        let err = Dataplane::start(&empty).expect_err("no room");
+        assert!(err.to_string().contains("--kernel-map-entries"), "{err}");
     }
 
     #[test]
