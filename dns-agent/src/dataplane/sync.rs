@@ -146,10 +146,13 @@ impl<A> Default for Plan<'_, A> {
     }
 }
 
-impl<'r, A> Plan<'r, A> {
-    /// Files `key`, wanted as `want`, as an insert, an update or nothing, given what the map
-    /// holds under it.
-    fn keep(&mut self, key: NameKey, want: Want<'r, A>, have: Option<&Print>) {
+impl<A> Plan<'_, A> {
+    /// Files `key` as an insert, an update or nothing, comparing what `desired` wants under it
+    /// with what the map holds (`have`).
+    fn classify(&mut self, key: NameKey, have: Option<&Print>) {
+        let Some(want) = self.desired.get(&key) else {
+            return;
+        };
         if want.flagged {
             self.flagged += 1;
         }
@@ -158,7 +161,6 @@ impl<'r, A> Plan<'r, A> {
             Some(have) if *have != want.print => self.updates.push(key),
             Some(_) => {}
         }
-        self.desired.insert(key, want);
     }
 }
 
@@ -172,7 +174,6 @@ pub fn plan<'r, A: MapAddr>(
     records: &'r BTreeMap<String, (u32, Vec<A>)>,
 ) -> Plan<'r, A> {
     let mut p = Plan::default();
-    let mut winners: HashMap<NameKey, Want<'r, A>> = HashMap::new();
     // Keys in the order of their first name, so that inserts follow name order.
     let mut order = Vec::new();
     for (name, (ttl, addrs)) in records {
@@ -183,7 +184,7 @@ pub fn plan<'r, A: MapAddr>(
             p.invalid += 1;
             continue;
         };
-        match winners.entry(key) {
+        match p.desired.entry(key) {
             Entry::Vacant(slot) => {
                 order.push(key);
                 slot.insert(want);
@@ -196,11 +197,8 @@ pub fn plan<'r, A: MapAddr>(
             }
         }
     }
-    p.desired.reserve(winners.len());
     for key in order {
-        if let Some(want) = winners.remove(&key) {
-            p.keep(key, want, written.get(&key));
-        }
+        p.classify(key, written.get(&key));
     }
     p.removes = written
         .keys()
@@ -292,7 +290,8 @@ pub fn plan_names<'r, 'n, A: MapAddr>(
                 p.collisions += wanting - 1;
                 let mut group = group;
                 if let Some(want) = group.swap_remove(i).want {
-                    p.keep(key, want, have);
+                    p.desired.insert(key, want);
+                    p.classify(key, have);
                 }
             }
             None if have.is_some() => p.removes.push(key),
