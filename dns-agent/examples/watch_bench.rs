@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use dns_agent::app::App;
-use dns_agent::cli::{AttachModeArg, Config, KernelConfig, KernelProgramArg, SnapshotSource};
+use dns_agent::cli::{
+    AttachModeArg, Config, KernelConfig, KernelProgramArg, SnapshotSource,
+    DEFAULT_KERNEL_MAP_ENTRIES,
+};
 use dns_agent::k8s::ApiSource;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -273,11 +276,13 @@ async fn bench(args: &Args) -> Result<()> {
             interfaces: Vec::new(),
             mode: AttachModeArg::Tc,
             program: KernelProgramArg::Answer,
+            map_entries: DEFAULT_KERNEL_MAP_ENTRIES,
         }),
         KernelArg::Attach => Some(KernelConfig {
             interfaces: vec!["lo".into()],
             mode: AttachModeArg::Tc,
             program: KernelProgramArg::Answer,
+            map_entries: DEFAULT_KERNEL_MAP_ENTRIES,
         }),
     };
 

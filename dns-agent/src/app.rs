@@ -388,6 +388,7 @@ fn start_dataplane(
         port,
         mode: kernel.mode.into(),
         program: kernel.program.into(),
+        map_entries: kernel.map_entries,
     };
     // On error `dp` is dropped here, which detaches whatever was attached.
     let mut dp = Dataplane::start(&cfg)?;

@@ -11,6 +11,8 @@ use crate::k8s::ApiSource;
 
 /// Most service addresses the kernel program matches (`DNS_CONFIG`).
 pub const MAX_SERVICE_IPS: usize = dns_common::config::MAX_SERVICE_IPV4;
+/// Default capacity of `DNS_A` and `DNS_AAAA` (`--kernel-map-entries`): the object's own.
+pub const DEFAULT_KERNEL_MAP_ENTRIES: u32 = dns_common::records::CAPACITY;
 /// How long an idle TCP client connection is kept open.
 pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -69,6 +71,15 @@ pub struct Cli {
     /// How to attach the kernel program to each interface.
     #[arg(long = "attach-mode", value_enum, default_value_t = AttachModeArg::Auto)]
     pub attach_mode: AttachModeArg,
+
+    /// Capacity of each kernel map (`DNS_A`, `DNS_AAAA`), in names. Memory follows the names
+    /// stored; names beyond it are answered from userspace.
+    #[arg(
+        long = "kernel-map-entries",
+        value_name = "N",
+        default_value_t = DEFAULT_KERNEL_MAP_ENTRIES
+    )]
+    pub kernel_map_entries: u32,
 
     /// Kernel program to load (benchmarks only: `reflect` only bounces queries back).
     #[arg(long = "kernel-program", value_enum, default_value_t = KernelProgramArg::Answer, hide = true)]
@@ -129,6 +140,8 @@ pub struct KernelConfig {
     pub interfaces: Vec<String>,
     pub mode: AttachModeArg,
     pub program: KernelProgramArg,
+    /// Capacity of `DNS_A` and of `DNS_AAAA` (names each), at least 1.
+    pub map_entries: u32,
 }
 
 /// Validated configuration of one agent.
@@ -187,6 +200,8 @@ pub enum ConfigError {
     SnapshotAndApi(&'static str),
     #[error("{0}")]
     ApiServer(String),
+    #[error("--kernel-map-entries 0: the kernel maps need room for at least one name (default {DEFAULT_KERNEL_MAP_ENTRIES})")]
+    KernelMapEntriesZero,
 }
 
 impl Cli {
@@ -206,6 +221,9 @@ impl Cli {
         let zone = normalize_zone(&self.zone)?;
         if self.ttl > i32::MAX as u32 {
             return Err(ConfigError::Ttl(self.ttl));
+        }
+        if self.kernel_map_entries == 0 {
+            return Err(ConfigError::KernelMapEntriesZero);
         }
         let mut service_ips: Vec<Ipv4Addr> = Vec::new();
         for ip in self.service_ip {
@@ -244,6 +262,7 @@ impl Cli {
                 interfaces,
                 mode: self.attach_mode,
                 program: self.kernel_program,
+                map_entries: self.kernel_map_entries,
             })
         };
         Ok(Config {
@@ -443,6 +462,12 @@ mod tests {
             Some("127.0.0.1:9153".parse().expect("addr"))
         );
         assert_eq!(c.kernel, None, "no --attach: nothing to attach");
+        let c = parse(&["--attach", "lo"]).expect("attach parses");
+        assert_eq!(
+            c.kernel.map(|k| k.map_entries),
+            Some(1_048_576),
+            "--kernel-map-entries defaults to 2^20"
+        );
     }
 
     #[test]
@@ -472,6 +497,8 @@ mod tests {
             "tc",
             "--kernel-program",
             "reflect",
+            "--kernel-map-entries",
+            "4096",
         ])
         .expect("flags parse");
         assert_eq!(c.snapshot, SnapshotSource::File("/x.yaml".into()));
@@ -491,7 +518,8 @@ mod tests {
             Some(KernelConfig {
                 interfaces: vec!["lo".into()],
                 mode: AttachModeArg::Tc,
-                program: KernelProgramArg::Reflect
+                program: KernelProgramArg::Reflect,
+                map_entries: 4096,
             })
         );
         let c = parse(&["--attach", "lo", "--no-kernel"]).expect("no-kernel parses");
@@ -549,6 +577,18 @@ mod tests {
             Case {
                 args: &["--zone", "clu_ster.local"],
                 err: "--zone \"clu_ster.local\" is not a domain name: only letters, digits, '-' and '.' are allowed",
+            },
+            Case {
+                args: &["--attach", "lo", "--kernel-map-entries", "0"],
+                err: "--kernel-map-entries 0: the kernel maps need room for at least one name (default 1048576)",
+            },
+            Case {
+                args: &["--kernel-map-entries", "0"],
+                err: "--kernel-map-entries 0: the kernel maps need room for at least one name",
+            },
+            Case {
+                args: &["--kernel-map-entries", "-1"],
+                err: "unexpected argument '-1' found",
             },
             Case { args: &["--ttl", "4294967295"], err: "--ttl 4294967295 is above 2147483647 (RFC 2181)" },
             Case {

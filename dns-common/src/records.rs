@@ -12,8 +12,10 @@ use crate::name::NAME_WORDS;
 
 /// Name of the map in the eBPF object.
 pub const MAP_NAME: &str = "DNS_A";
-/// `HashMap` capacity (names).
-pub const CAPACITY: u32 = 262_144;
+/// `HashMap` capacity (names) in the object; the agent may set another at load time
+/// (`--kernel-map-entries`). The map is created with `BPF_F_NO_PREALLOC`, so kernel memory
+/// follows the names stored, not this bound.
+pub const CAPACITY: u32 = 1_048_576;
 /// Most addresses one entry holds.
 pub const MAX_ADDRS: usize = 32;
 
@@ -69,7 +71,7 @@ pub mod aaaa {
 
     /// Name of the map in the eBPF object.
     pub const MAP_NAME: &str = "DNS_AAAA";
-    /// `HashMap` capacity (names).
+    /// `HashMap` capacity (names) in the object, as for `DNS_A`.
     pub const CAPACITY: u32 = super::CAPACITY;
     /// Most addresses one entry holds.
     pub const MAX_AAAA: usize = 32;

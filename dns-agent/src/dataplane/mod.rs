@@ -9,16 +9,13 @@ mod iface;
 mod names;
 mod sync;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    net::{Ipv4Addr, Ipv6Addr},
-};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray},
     programs::tc::SchedClassifierLinkId,
     programs::{tc, xdp::XdpLinkId, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
-    Ebpf, EbpfError,
+    Ebpf, EbpfError, EbpfLoader,
 };
 use dns_common::{
     config::{self, Config, MAX_SERVICE_IPV4},
@@ -27,6 +24,8 @@ use dns_common::{
 };
 
 pub use names::{to_wire, NameError};
+
+use crate::records::{AMap, AaaaMap};
 
 /// The eBPF object built from dns-ebpf by build.rs (empty when the toolchain was missing).
 pub static EBPF_OBJECT: &[u8] =
@@ -72,6 +71,9 @@ pub struct DataplaneConfig {
     pub port: u16,
     pub mode: AttachMode,
     pub program: KernelProgram,
+    /// Capacity of `DNS_A` and of `DNS_AAAA` (names each), set when the object is loaded; at
+    /// least 1. [`records::CAPACITY`] is the object's own.
+    pub map_entries: u32,
 }
 
 /// Why the kernel path failed.
@@ -116,19 +118,38 @@ pub enum DataplaneError {
     XdpOnVeth(String),
     #[error("{count} service addresses given, the kernel path matches at most {max}")]
     TooManyServiceIps { count: usize, max: usize },
+    #[error("the kernel maps need room for at least one name (--kernel-map-entries 0)")]
+    NoMapEntries,
 }
 
-/// What `sync_a` (or `sync_aaaa`) changed.
+/// What `sync_a` (or `sync_aaaa`, or their `_names` twins) changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
     pub inserted: usize,
     pub updated: usize,
     pub removed: usize,
     /// Names the kernel passes to userspace: more than 32 addresses, a key (hash) collision
-    /// with another name, or not a valid wire name.
+    /// with another name, not a valid wire name, or no room left in the map.
     pub userspace_only: usize,
     /// Of `userspace_only`: names left out of the map because another name has the same key.
     pub collisions: usize,
+    /// Of `userspace_only`: names left out of the map because it is full. They are not
+    /// remembered as written, so every later sync that looks at them tries again.
+    pub full: usize,
+}
+
+impl SyncReport {
+    /// One line for the log when names did not fit in `map` (of `capacity` names), naming the
+    /// flag that makes room; `None` when everything fitted.
+    pub fn full_warning(&self, map: &str, capacity: u32) -> Option<String> {
+        (self.full > 0).then(|| {
+            format!(
+                "{map} is full ({capacity} entries): {} names are answered from userspace \
+                 only; raise --kernel-map-entries",
+                self.full
+            )
+        })
+    }
 }
 
 /// One attachment, kept to detach it.
@@ -145,10 +166,12 @@ pub struct Dataplane {
     records: BpfHashMap<MapData, NameKey, ARecords>,
     aaaa: BpfHashMap<MapData, NameKey, AaaaRecords>,
     stats: PerCpuArray<MapData, u64>,
-    /// What `records` holds, as last written by `sync_a`.
-    written: HashMap<NameKey, sync::Stored>,
-    /// What `aaaa` holds, as last written by `sync_aaaa`.
-    written_aaaa: HashMap<NameKey, sync::Stored<AaaaRecords>>,
+    /// Capacity of `records` and of `aaaa` (names each).
+    map_entries: u32,
+    /// What `records` holds, as last written by `sync_a`/`sync_a_names`.
+    written: sync::Written,
+    /// What `aaaa` holds, as last written by `sync_aaaa`/`sync_aaaa_names`.
+    written_aaaa: sync::Written,
 }
 
 impl Dataplane {
@@ -170,6 +193,9 @@ impl Dataplane {
                 max: MAX_SERVICE_IPV4,
             });
         }
+        if cfg.map_entries == 0 {
+            return Err(DataplaneError::NoMapEntries);
+        }
         for name in &cfg.interfaces {
             if iface::index(name).is_none() {
                 return Err(DataplaneError::NoSuchInterface(name.clone()));
@@ -178,7 +204,11 @@ impl Dataplane {
                 return Err(DataplaneError::XdpOnVeth(name.clone()));
             }
         }
-        let mut ebpf = Ebpf::load(object).map_err(DataplaneError::Load)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(records::MAP_NAME, cfg.map_entries)
+            .map_max_entries(records::AAAA_MAP_NAME, cfg.map_entries)
+            .load(object)
+            .map_err(DataplaneError::Load)?;
         write_config(&mut ebpf, cfg)?;
         let records = take_map(&mut ebpf, records::MAP_NAME)?;
         let aaaa = take_map(&mut ebpf, records::AAAA_MAP_NAME)?;
@@ -189,8 +219,9 @@ impl Dataplane {
             records,
             aaaa,
             stats,
-            written: HashMap::new(),
-            written_aaaa: HashMap::new(),
+            map_entries: cfg.map_entries,
+            written: sync::Written::new(),
+            written_aaaa: sync::Written::new(),
         };
         // On error `dp` is dropped, which detaches what was attached so far.
         for name in &cfg.interfaces {
@@ -260,30 +291,75 @@ impl Dataplane {
 
     /// Makes `DNS_A` equal to `records` by diff (insert/update/delete only what changed).
     /// Names are lower-case FQDNs with a trailing dot ("web.default.svc.cluster.local.").
-    pub fn sync_a(
+    ///
+    /// Names that do not fit in a full map are left to userspace (`SyncReport::full`, logged
+    /// as a warning) and tried again at the next sync; any other map error is returned.
+    pub fn sync_a(&mut self, records: &AMap) -> Result<SyncReport, DataplaneError> {
+        let plan = sync::plan(&self.written, records);
+        self.apply_a(plan)
+    }
+
+    /// Brings the listed `names` of `DNS_A` in line with `records` and touches nothing else:
+    /// each is inserted, updated or deleted (absent from `records` or without addresses) as
+    /// [`Dataplane::sync_a`] would, at a cost that follows the number of names listed, not
+    /// the size of the map. The report counts the listed names only.
+    ///
+    /// Collisions follow the rule of `sync_a` among the names listed; a key held by a name
+    /// that is not listed is left alone. When a listed name that held a key loses its
+    /// records and the name colliding with it is not listed, the key is deleted and that name
+    /// stays userspace-only until the next `sync_a` (or until it is listed). So do names left
+    /// out because the map was full.
+    pub fn sync_a_names<'a>(
         &mut self,
-        records: &BTreeMap<String, (u32, Vec<Ipv4Addr>)>,
+        records: &AMap,
+        names: impl IntoIterator<Item = &'a str>,
     ) -> Result<SyncReport, DataplaneError> {
-        apply(
-            &mut self.records,
-            &mut self.written,
-            records,
-            records::MAP_NAME,
-        )
+        let plan = sync::plan_names(&self.written, records, names);
+        self.apply_a(plan)
     }
 
     /// Makes `DNS_AAAA` equal to `records` by diff, exactly as [`Dataplane::sync_a`] does for
     /// `DNS_A` (same names, same collision and size rules, its own map).
-    pub fn sync_aaaa(
+    pub fn sync_aaaa(&mut self, records: &AaaaMap) -> Result<SyncReport, DataplaneError> {
+        let plan = sync::plan(&self.written_aaaa, records);
+        self.apply_aaaa(plan)
+    }
+
+    /// [`Dataplane::sync_a_names`] for `DNS_AAAA`.
+    pub fn sync_aaaa_names<'a>(
         &mut self,
-        records: &BTreeMap<String, (u32, Vec<Ipv6Addr>)>,
+        records: &AaaaMap,
+        names: impl IntoIterator<Item = &'a str>,
     ) -> Result<SyncReport, DataplaneError> {
-        apply(
+        let plan = sync::plan_names(&self.written_aaaa, records, names);
+        self.apply_aaaa(plan)
+    }
+
+    fn apply_a(&mut self, plan: sync::Plan<'_, Ipv4Addr>) -> Result<SyncReport, DataplaneError> {
+        let report = apply(
+            &mut self.records,
+            &mut self.written,
+            plan,
+            records::MAP_NAME,
+        )?;
+        warn_if_full(&report, records::MAP_NAME, self.map_entries);
+        Ok(report)
+    }
+
+    fn apply_aaaa(&mut self, plan: sync::Plan<'_, Ipv6Addr>) -> Result<SyncReport, DataplaneError> {
+        let report = apply(
             &mut self.aaaa,
             &mut self.written_aaaa,
-            records,
+            plan,
             records::AAAA_MAP_NAME,
-        )
+        )?;
+        warn_if_full(&report, records::AAAA_MAP_NAME, self.map_entries);
+        Ok(report)
+    }
+
+    /// Capacity of `DNS_A` and of `DNS_AAAA` (names each), as loaded.
+    pub fn map_entries(&self) -> u32 {
+        self.map_entries
     }
 
     /// Per-reason counters summed over CPUs, indexed by `dns_common::stats` constants.
@@ -390,38 +466,89 @@ fn attach_error(iface: &str, program: &'static str, source: ProgramError) -> Dat
     }
 }
 
-/// Writes the diff that makes `map` equal to `records` and records it in `written`.
+fn warn_if_full(report: &SyncReport, map: &str, capacity: u32) {
+    if let Some(line) = report.full_warning(map, capacity) {
+        log::warn!("{line}");
+    }
+}
+
+/// Whether an update that adds a key failed because the map has no room left: a full
+/// `BPF_F_NO_PREALLOC` hash map answers E2BIG (kernel 6.18, tried); ENOSPC and ENOMEM are
+/// taken the same way.
+fn is_full(e: &MapError) -> bool {
+    matches!(
+        e,
+        MapError::SyscallError(aya::sys::SyscallError { io_error, .. })
+            if matches!(io_error.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC | libc::ENOMEM))
+    )
+}
+
+/// Whether a delete failed only because the key was not there.
+fn is_missing(e: &MapError) -> bool {
+    match e {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(aya::sys::SyscallError { io_error, .. }) => {
+            io_error.raw_os_error() == Some(libc::ENOENT)
+        }
+        _ => false,
+    }
+}
+
+/// Writes `plan` to `map` and records what was written in `written`: deletes first (they make
+/// room), then updates, then inserts in name order. Once an insert finds the map full, the
+/// remaining inserts are counted as full without a syscall each (nothing else adds keys).
 fn apply<A: sync::MapAddr>(
     map: &mut BpfHashMap<MapData, NameKey, A::Value>,
-    written: &mut HashMap<NameKey, sync::Stored<A::Value>>,
-    records: &BTreeMap<String, (u32, Vec<A>)>,
+    written: &mut sync::Written,
+    plan: sync::Plan<'_, A>,
     name: &'static str,
 ) -> Result<SyncReport, DataplaneError>
 where
     A::Value: aya::Pod,
 {
-    let plan = sync::plan(written, records);
     let map_err = |source| DataplaneError::Map { name, source };
     for key in &plan.removes {
         match map.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Ok(()) => {}
+            Err(e) if is_missing(&e) => {}
             Err(e) => return Err(map_err(e)),
         }
         written.remove(key);
     }
-    for key in plan.inserts.iter().chain(&plan.updates) {
-        let Some(want) = plan.desired.get(key) else {
+    let mut updated = 0;
+    for key in &plan.updates {
+        let Some((want, value)) = plan.desired.get(key).and_then(|w| Some((w, w.value()?))) else {
             continue;
         };
-        map.insert(key, want.value, 0).map_err(map_err)?;
-        written.insert(*key, want.clone());
+        map.insert(key, value, 0).map_err(map_err)?;
+        written.insert(*key, want.print);
+        updated += 1;
+    }
+    let (mut inserted, mut full) = (0, 0);
+    for key in &plan.inserts {
+        let Some((want, value)) = plan.desired.get(key).and_then(|w| Some((w, w.value()?))) else {
+            continue;
+        };
+        if full > 0 {
+            full += 1;
+            continue;
+        }
+        match map.insert(key, value, 0) {
+            Ok(()) => {
+                written.insert(*key, want.print);
+                inserted += 1;
+            }
+            Err(e) if is_full(&e) => full += 1,
+            Err(e) => return Err(map_err(e)),
+        }
     }
     Ok(SyncReport {
-        inserted: plan.inserts.len(),
-        updated: plan.updates.len(),
+        inserted,
+        updated,
         removed: plan.removes.len(),
-        userspace_only: plan.flagged + plan.collisions + plan.invalid,
+        userspace_only: plan.flagged + plan.collisions + plan.invalid + full,
         collisions: plan.collisions,
+        full,
     })
 }
 
@@ -469,6 +596,8 @@ fn write_config(ebpf: &mut Ebpf, cfg: &DataplaneConfig) -> Result<(), DataplaneE
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn cfg(interfaces: &[&str], mode: AttachMode) -> DataplaneConfig {
@@ -478,6 +607,7 @@ mod tests {
             port: 53,
             mode,
             program: KernelProgram::Answer,
+            map_entries: records::CAPACITY,
         }
     }
 
@@ -540,6 +670,152 @@ mod tests {
         assert_eq!(dp.attachments(), vec![("lo".to_string(), "tc")]);
     }
 
+    fn a_records(entries: &[(&str, u32, [u8; 4])]) -> AMap {
+        entries
+            .iter()
+            .map(|(n, ttl, a)| (n.to_string(), (*ttl, vec![Ipv4Addr::from(*a)])))
+            .collect()
+    }
+
+    /// What `DNS_A` holds for `name`: its TTL and addresses, `None` when it is not there.
+    fn read_a(dp: &Dataplane, name: &str) -> Option<(u32, Vec<Ipv4Addr>)> {
+        let (key, words) = to_wire(name)
+            .and_then(|w| names::key_of(&w))
+            .expect("valid name");
+        match dp.records.get(&key, 0) {
+            Ok(v) => {
+                assert_eq!(v.name, words, "{name}: the stored name is the one asked");
+                let addrs = v.addrs_be[..v.count as usize]
+                    .iter()
+                    .map(|a| Ipv4Addr::from(a.to_ne_bytes()))
+                    .collect();
+                Some((v.ttl, addrs))
+            }
+            Err(MapError::KeyNotFound) => None,
+            Err(e) => panic!("reading {name} from DNS_A: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_full_map_leaves_names_to_userspace() {
+        private_netns();
+        let small = DataplaneConfig {
+            map_entries: 4,
+            ..cfg(&["lo"], AttachMode::Auto)
+        };
+        let mut dp = Dataplane::start(&small).expect("start with 4 entries");
+        assert_eq!(dp.map_entries(), 4);
+        let names = ["a.svc.", "b.svc.", "c.svc.", "d.svc.", "e.svc.", "f.svc."];
+        let mut recs = AMap::new();
+        for (i, n) in names.iter().enumerate() {
+            recs.insert(
+                n.to_string(),
+                (5, vec![Ipv4Addr::new(10, 0, 0, i as u8 + 1)]),
+            );
+        }
+        let r = dp.sync_a(&recs).expect("a full map is not an error");
+        assert_eq!(
+            (r.inserted, r.full, r.userspace_only, r.collisions),
+            (4, 2, 2, 0)
+        );
+        assert_eq!(
+            r.full_warning(records::MAP_NAME, dp.map_entries())
+                .as_deref(),
+            Some(
+                "DNS_A is full (4 entries): 2 names are answered from userspace only; \
+                 raise --kernel-map-entries"
+            )
+        );
+        // The first names in order are in, with their records; the others are not.
+        for (i, n) in names.iter().enumerate() {
+            let want = (i < 4).then(|| (5, vec![Ipv4Addr::new(10, 0, 0, i as u8 + 1)]));
+            assert_eq!(read_a(&dp, n), want, "{n}");
+        }
+        assert_eq!(dp.records.keys().count(), 4);
+        // Unchanged, the left-out names are tried again and still do not fit.
+        let r = dp.sync_a(&recs).expect("sync again");
+        assert_eq!((r.inserted, r.updated, r.full), (0, 0, 2));
+        // Two names gone: the two left out fit now.
+        recs.remove("a.svc.");
+        recs.remove("b.svc.");
+        let r = dp.sync_a(&recs).expect("sync after removals");
+        assert_eq!(
+            (r.removed, r.inserted, r.full, r.userspace_only),
+            (2, 2, 0, 0)
+        );
+        assert_eq!(r.full_warning(records::MAP_NAME, 4), None);
+        for n in &names[2..] {
+            assert!(read_a(&dp, n).is_some(), "{n} is in the map");
+        }
+        assert_eq!(read_a(&dp, "a.svc."), None);
+        // DNS_AAAA has the same capacity and the same behaviour.
+        let six: AaaaMap = names
+            .iter()
+            .map(|n| (n.to_string(), (5, vec![Ipv6Addr::LOCALHOST])))
+            .collect();
+        let r = dp.sync_aaaa(&six).expect("aaaa");
+        assert_eq!((r.inserted, r.full), (4, 2));
+        assert!(r
+            .full_warning(records::AAAA_MAP_NAME, dp.map_entries())
+            .is_some_and(|w| w.starts_with("DNS_AAAA is full (4 entries): 2 names")));
+    }
+
+    #[test]
+    fn sync_names_touches_only_the_listed_names() {
+        private_netns();
+        let mut dp = Dataplane::start(&cfg(&["lo"], AttachMode::Auto)).expect("start");
+        let r1 = a_records(&[
+            ("a.svc.", 5, [10, 0, 0, 1]),
+            ("b.svc.", 5, [10, 0, 0, 2]),
+            ("c.svc.", 5, [10, 0, 0, 3]),
+        ]);
+        dp.sync_a(&r1).expect("full sync");
+        // a changes, b goes, c changes but is not listed, d comes.
+        let r2 = a_records(&[
+            ("a.svc.", 9, [10, 0, 1, 1]),
+            ("c.svc.", 9, [10, 0, 1, 3]),
+            ("d.svc.", 5, [10, 0, 0, 4]),
+        ]);
+        let r = dp
+            .sync_a_names(&r2, ["d.svc.", "a.svc.", "b.svc."])
+            .expect("sync names");
+        assert_eq!(
+            (r.inserted, r.updated, r.removed, r.userspace_only),
+            (1, 1, 1, 0)
+        );
+        assert_eq!(
+            read_a(&dp, "a.svc."),
+            Some((9, vec![Ipv4Addr::new(10, 0, 1, 1)]))
+        );
+        assert_eq!(read_a(&dp, "b.svc."), None);
+        assert_eq!(
+            read_a(&dp, "c.svc."),
+            Some((5, vec![Ipv4Addr::new(10, 0, 0, 3)])),
+            "c is not listed: untouched"
+        );
+        assert_eq!(
+            read_a(&dp, "d.svc."),
+            Some((5, vec![Ipv4Addr::new(10, 0, 0, 4)]))
+        );
+        // Listing them again changes nothing; a full sync then only catches up with c.
+        let r = dp
+            .sync_a_names(&r2, ["a.svc.", "b.svc.", "d.svc."])
+            .expect("again");
+        assert_eq!((r.inserted, r.updated, r.removed), (0, 0, 0));
+        let r = dp.sync_a(&r2).expect("full sync");
+        assert_eq!((r.inserted, r.updated, r.removed), (0, 1, 0));
+        assert_eq!(dp.records.keys().count(), 3);
+
+        let mut six = AaaaMap::new();
+        six.insert("a.svc.".into(), (5, vec![Ipv6Addr::LOCALHOST]));
+        let r = dp.sync_aaaa_names(&six, ["a.svc."]).expect("aaaa insert");
+        assert_eq!((r.inserted, r.removed), (1, 0));
+        six.clear();
+        let r = dp.sync_aaaa_names(&six, ["a.svc."]).expect("aaaa delete");
+        assert_eq!((r.inserted, r.removed), (0, 1));
+        assert_eq!(dp.aaaa.keys().count(), 0);
+    }
+
     #[test]
     fn unknown_interface_is_named() {
         private_netns();
@@ -553,6 +829,12 @@ mod tests {
             Dataplane::start(&many),
             Err(DataplaneError::TooManyServiceIps { count: 9, .. })
         ));
+        let empty = DataplaneConfig {
+            map_entries: 0,
+            ..cfg(&["lo"], AttachMode::Auto)
+        };
+        let err = Dataplane::start(&empty).expect_err("no room");
+        assert!(err.to_string().contains("--kernel-map-entries"), "{err}");
     }
 
     #[test]
