@@ -303,11 +303,12 @@ impl Updater {
         }
         records.serial = unix_now().max(records.serial.wrapping_add(1));
         if let (Some(dp), false) = (&self.dataplane, applied.names.is_empty()) {
-            // TODO(dataplane-scale): name-by-name sync.
+            let names: Vec<&str> = applied.names.iter().map(String::as_str).collect();
+            let (a, aaaa) = records.address_maps_of(names.iter().copied());
             let mut dp = lock(dp);
-            let report = dp.sync_a(&records.a_map())?;
+            let report = dp.sync_a_names(&a, names.iter().copied())?;
             log::debug!("kernel A map: {report:?}");
-            let report = dp.sync_aaaa(&records.aaaa_map())?;
+            let report = dp.sync_aaaa_names(&aaaa, names.iter().copied())?;
             log::debug!("kernel AAAA map: {report:?}");
         }
         let count = self.a_names.load(Ordering::Relaxed);

@@ -382,7 +382,9 @@ impl Cluster {
         let mut out: HashMap<(&str, &str), Vec<&SliceObj>> = HashMap::new();
         for (key, slice) in &self.endpoint_slices {
             if let Some(svc) = slice.service.as_deref() {
-                out.entry((key.namespace.as_str(), svc)).or_default().push(slice);
+                out.entry((key.namespace.as_str(), svc))
+                    .or_default()
+                    .push(slice);
             }
         }
         out

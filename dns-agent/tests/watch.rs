@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use apiserver::{FakeApi, Resource};
 use dns_agent::app::App;
-use dns_agent::cli::{Config, SnapshotSource};
+use dns_agent::cli::{
+    AttachModeArg, Config, KernelConfig, KernelProgramArg, SnapshotSource,
+    DEFAULT_KERNEL_MAP_ENTRIES,
+};
 use dns_agent::k8s::ApiSource;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -623,4 +626,129 @@ async fn pods_are_watched_when_a_pod_mode_needs_them() {
     }
     assert!(api.requests(Resource::Pods).1 >= 1, "Pods watched");
     task.abort();
+}
+
+// ---- the kernel path follows the API ----
+
+/// `dns_agent_kernel_responses_total` from the metrics listener.
+async fn kernel_responses(app: &App) -> u64 {
+    let addr = app.metrics_addr().expect("metrics listener");
+    let mut s = TcpStream::connect(addr).await.expect("connect metrics");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
+        .await
+        .expect("response in time")
+        .expect("response");
+    out.lines()
+        .find_map(|l| l.strip_prefix("dns_agent_kernel_responses_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dns_agent_kernel_responses_total in {out}"))
+}
+
+/// Asks `name` once and tells whether the kernel program answered it (its counter moved).
+async fn answered_by_kernel(app: &App, name: &str) -> ((ResponseCode, Vec<Ipv4Addr>), bool) {
+    let before = kernel_responses(app).await;
+    let got = resolve(app, name).await;
+    (got, kernel_responses(app).await > before)
+}
+
+/// Needs root: the kernel program is attached (TC) to `lo` of a private network namespace,
+/// as `cargo xtask bench --watch` does, and every change made in the API must reach its map.
+#[test]
+fn kernel_maps_follow_added_modified_deleted_objects() {
+    // A private network namespace for this thread and the runtime's threads it starts.
+    // SAFETY: unshare affects only the calling thread; no runtime exists yet.
+    assert_eq!(
+        unsafe { libc::unshare(libc::CLONE_NEWNET) },
+        0,
+        "unshare(CLONE_NEWNET) needs root: {}",
+        std::io::Error::last_os_error()
+    );
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip link set lo up");
+    assert!(up.success());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let api = cluster().await;
+        init_log();
+        let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+        c.metrics_addr = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        c.api = Some(ApiSource {
+            kubeconfig: None,
+            apiserver: Some(api.url()),
+        });
+        c.kernel = Some(KernelConfig {
+            interfaces: vec!["lo".into()],
+            mode: AttachModeArg::Tc,
+            program: KernelProgramArg::Answer,
+            map_entries: DEFAULT_KERNEL_MAP_ENTRIES,
+        });
+        let app = App::start(c)
+            .await
+            .unwrap_or_else(|e| panic!("agent start: {e}"));
+        until_ready(&app).await;
+        until_answers(&app, WEB, &["10.96.0.20"]).await;
+        let (got, kernel) = answered_by_kernel(&app, WEB).await;
+        assert_eq!(got, (ResponseCode::NoError, ips(&["10.96.0.20"])));
+        assert!(kernel, "{WEB} answered by the kernel after the list");
+
+        // Added, then modified: the kernel answers the new state.
+        api.apply(service("default", "api", "10.96.0.30"));
+        let api_name = "api.default.svc.cluster.local.";
+        until_answers(&app, api_name, &["10.96.0.30"]).await;
+        assert_eq!(
+            answered_by_kernel(&app, api_name).await,
+            ((ResponseCode::NoError, ips(&["10.96.0.30"])), true)
+        );
+        api.apply(service("default", "api", "10.96.0.31"));
+        until_answers(&app, api_name, &["10.96.0.31"]).await;
+        assert_eq!(
+            answered_by_kernel(&app, api_name).await,
+            ((ResponseCode::NoError, ips(&["10.96.0.31"])), true)
+        );
+
+        // A headless service's endpoints and endpoint names follow its slice.
+        api.apply(endpoint_slice(
+            "default",
+            "db-abcde",
+            Some("db"),
+            &["10.1.0.6", "10.1.0.7"],
+        ));
+        until_answers(&app, DB, &["10.1.0.6", "10.1.0.7"]).await;
+        assert_eq!(
+            answered_by_kernel(&app, DB).await,
+            (
+                (ResponseCode::NoError, ips(&["10.1.0.6", "10.1.0.7"])),
+                true
+            )
+        );
+        let gone = "10-1-0-5.db.default.svc.cluster.local.";
+        until_answers(&app, gone, &[]).await;
+        assert!(
+            !answered_by_kernel(&app, gone).await.1,
+            "{gone} left the map"
+        );
+        let new = "10-1-0-7.db.default.svc.cluster.local.";
+        assert_eq!(
+            answered_by_kernel(&app, new).await,
+            ((ResponseCode::NoError, ips(&["10.1.0.7"])), true)
+        );
+
+        // Deleted: NXDOMAIN from userspace, nothing left in the map.
+        api.delete("Service", "default", "api");
+        until_answers(&app, api_name, &[]).await;
+        assert!(
+            !answered_by_kernel(&app, api_name).await.1,
+            "{api_name} left the map"
+        );
+        app.stop().await;
+    });
 }

@@ -1,6 +1,7 @@
 //! The kernel fast path: loads the embedded eBPF object, attaches it, keeps its maps in sync.
 //!
-//! The only `unsafe` code of the agent lives in this module (interface ioctls in `iface`).
+//! Nearly all `unsafe` code of the agent lives in this module (interface ioctls in `iface`);
+//! the one other call is `malloc_trim` after a full rebuild (`app`).
 //! Interfaces are attached with XDP (native, else generic) or, on veths, with TC ingress: an
 //! XDP_TX on a veth only reaches a peer that has an XDP program itself, while the TC program
 //! redirects the answer out of the interface the query came in on.

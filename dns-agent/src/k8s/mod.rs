@@ -386,7 +386,9 @@ fn replace_kind(cluster: &mut Cluster, listed: Cluster, kind: Kind) {
     match kind {
         Kind::Namespace => cluster.namespaces = listed.namespaces.into_iter().collect(),
         Kind::Service => cluster.services = listed.services.into_iter().collect(),
-        Kind::EndpointSlice => cluster.endpoint_slices = listed.endpoint_slices.into_iter().collect(),
+        Kind::EndpointSlice => {
+            cluster.endpoint_slices = listed.endpoint_slices.into_iter().collect()
+        }
         Kind::Pod => cluster.pods = listed.pods.into_iter().collect(),
     }
 }

@@ -194,7 +194,9 @@ fn length_notes(
             notes.push(format!(
                 "Service {key}: {fqdn} is longer than 255 bytes, no record"
             ));
-        } else if longest_label > 0 && fqdn.len() + longest_label + 1 >= super::addresses::MAX_WIRE_NAME {
+        } else if longest_label > 0
+            && fqdn.len() + longest_label + 1 >= super::addresses::MAX_WIRE_NAME
+        {
             notes.push(format!(
                 "Service {key}: an endpoint name below {fqdn} is longer than 255 bytes, no record"
             ));
@@ -353,7 +355,8 @@ impl Records {
         }
         if let Some(entry) = entry {
             let records = self.entry_records(&short, &entry);
-            out.notes.extend(length_notes(key, &short, &entry, &forward));
+            out.notes
+                .extend(length_notes(key, &short, &entry, &forward));
             out.a_delta += a_names(&records);
             out.names.extend(records.into_iter().map(|(n, _)| n));
             let short: Arc<str> = short.into();

@@ -201,8 +201,8 @@ mod incremental {
 
     use super::*;
     use crate::cluster::{
-        intern, Cluster, EndpointNames, EndpointObj, Labels, NamespaceObj, ObjectKey, PodObj, ServiceObj, Shape,
-        SliceObj,
+        intern, Cluster, EndpointNames, EndpointObj, Labels, NamespaceObj, ObjectKey, PodObj,
+        ServiceObj, Shape, SliceObj,
     };
 
     /// A small deterministic generator (no dependency for a test).

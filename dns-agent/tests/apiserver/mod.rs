@@ -3,8 +3,8 @@
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -422,7 +422,10 @@ async fn connection(
             .and_then(|(done, key)| {
                 let key = String::from_utf8(hex_decode(key)?).ok()?;
                 let (ns, name) = key.split_once('/')?;
-                Some((done.parse().ok()?, (resource, ns.to_owned(), name.to_owned())))
+                Some((
+                    done.parse().ok()?,
+                    (resource, ns.to_owned(), name.to_owned()),
+                ))
             });
         let body = {
             let mut st = lock(&store);
@@ -455,7 +458,11 @@ async fn connection(
             let mut metadata = json!({"resourceVersion": st.rv.to_string()});
             if let (true, Some((_, ns, name))) = (more, last) {
                 let total = st.counts.get(&resource).copied().unwrap_or(0);
-                let token = format!("{}-{}", done + count, hex_encode(format!("{ns}/{name}").as_bytes()));
+                let token = format!(
+                    "{}-{}",
+                    done + count,
+                    hex_encode(format!("{ns}/{name}").as_bytes())
+                );
                 metadata["continue"] = json!(token);
                 metadata["remainingItemCount"] = json!(total - done - count);
             }
