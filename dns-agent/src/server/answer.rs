@@ -1,6 +1,6 @@
 //! Builds the response to one DNS query from the records (pure): the behaviour contract in bytes.
 
-use hickory_proto::op::{Header, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData as HRData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
@@ -47,13 +47,70 @@ struct Reply {
     opt: Option<(Opt, u8)>,
 }
 
-/// The response to `query`, or `None` when nothing must be sent (too short to carry an ID,
-/// or itself a response).
-pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<Response> {
+/// A well-formed query, checked and decoded, on its way through the plugin chain.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The query's header.
+    pub header: Header,
+    pub question: Query,
+    /// The query's EDNS(0) record, when it had one (version 0: others were answered BADVERS).
+    pub edns: Option<Edns>,
+    pub transport: Transport,
+}
+
+/// The EDNS(0) fields of a query that matter to its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    /// The largest UDP response the client accepts (as sent: below 512 counts as 512).
+    pub udp_size: u16,
+    /// The DO bit.
+    pub dnssec_ok: bool,
+}
+
+impl Request {
+    /// The question's name as the records key it: lower-case with a trailing dot, escaped.
+    pub fn key(&self) -> String {
+        lookup_key(self.question.name())
+    }
+
+    /// The largest response the client accepts over this transport.
+    pub fn size_limit(&self) -> usize {
+        match (self.transport, &self.edns) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, None) => MIN_UDP_LIMIT,
+            (Transport::Udp, Some(e)) => MIN_UDP_LIMIT.max(usize::from(e.udp_size)),
+        }
+    }
+
+    /// A response to this request with `rcode` and no records.
+    pub fn reply(&self, rcode: ResponseCode) -> Message {
+        let mut m = Message::new();
+        m.set_header(Header::response_from_request(&self.header));
+        m.set_response_code(rcode);
+        m.add_query(self.question.clone());
+        m
+    }
+}
+
+/// What a received datagram or TCP message turns into.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A query to answer.
+    Query(Request),
+    /// Answered at once: malformed, not a query opcode, an EDNS version we do not speak.
+    Answered(Response),
+    /// Nothing to send: too short to carry an ID, or itself a response.
+    Drop,
+}
+
+/// Checks and decodes `query`: what the server answers before any plugin sees it.
+pub fn parse(query: &[u8], transport: Transport) -> Parsed {
     let mut decoder = BinDecoder::new(query);
-    let header = Header::read(&mut decoder).ok()?;
+    let Ok(header) = Header::read(&mut decoder) else {
+        return Parsed::Drop;
+    };
     if header.message_type() != MessageType::Query {
-        return None;
+        return Parsed::Drop;
     }
     let mut reply = Reply {
         header: Header::response_from_request(&header),
@@ -63,65 +120,127 @@ pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<
         additional: Vec::new(),
         opt: None,
     };
+    let early = |reply: Reply| match encode(reply, transport) {
+        Some(r) => Parsed::Answered(r),
+        None => Parsed::Drop,
+    };
     if header.op_code() != OpCode::Query {
-        return encode(reply.rcode(ResponseCode::NotImp), transport);
+        return early(reply.rcode(ResponseCode::NotImp));
     }
     if header.query_count() != 1 {
-        return encode(reply.rcode(ResponseCode::FormErr), transport);
+        return early(reply.rcode(ResponseCode::FormErr));
     }
     let Ok(question) = Query::read(&mut decoder) else {
-        return encode(reply.rcode(ResponseCode::FormErr), transport);
+        return early(reply.rcode(ResponseCode::FormErr));
     };
     reply.query = Some(question.clone());
     if header.answer_count() != 0 || header.name_server_count() != 0 {
-        return encode(reply.rcode(ResponseCode::FormErr), transport);
+        return early(reply.rcode(ResponseCode::FormErr));
     }
     let Ok(opt) = read_additionals(&mut decoder, header.additional_count()) else {
-        return encode(reply.rcode(ResponseCode::FormErr), transport);
+        return early(reply.rcode(ResponseCode::FormErr));
     };
-
-    let key = lookup_key(question.name());
-    let outcome = records.resolve(&key, u16::from(question.query_type()));
-    reply.header.set_authoritative(outcome != Outcome::NotOurs);
     if let Some(opt) = opt {
         if opt.version != 0 {
             reply.opt = Some((opt, (u16::from(ResponseCode::BADVERS) >> 4) as u8));
             reply.header.set_response_code(ResponseCode::BADVERS);
-            return encode(reply, transport);
+            return early(reply);
         }
-        reply.opt = Some((opt, 0));
     }
+    Parsed::Query(Request {
+        header,
+        question,
+        edns: opt.map(|o| Edns {
+            udp_size: o.udp_size,
+            dnssec_ok: o.dnssec_ok,
+        }),
+        transport,
+    })
+}
+
+/// Encodes the answer `msg` to `req`: the request's ID, opcode, RD flag and question, the
+/// answer's flags, RCODE and sections, the query's OPT echoed (any OPT in `msg` is dropped);
+/// truncated (TC=1, question and OPT only) when larger than the client accepts.
+pub fn finish(req: &Request, msg: &Message) -> Option<Response> {
+    let mut header = Header::response_from_request(&req.header);
+    let h = msg.header();
+    header.set_authoritative(h.authoritative());
+    header.set_recursion_available(h.recursion_available());
+    header.set_authentic_data(h.authentic_data());
+    header.set_checking_disabled(h.checking_disabled());
+    header.set_truncated(h.truncated());
+    header.set_response_code(msg.response_code());
+    let opt = req.edns.map(|e| {
+        let opt = Opt {
+            udp_size: e.udp_size,
+            version: 0,
+            dnssec_ok: e.dnssec_ok,
+        };
+        (opt, (u16::from(msg.response_code()) >> 4) as u8)
+    });
+    let reply = Reply {
+        header,
+        query: Some(req.question.clone()),
+        answers: msg.answers().to_vec(),
+        authority: msg.name_servers().to_vec(),
+        additional: msg
+            .additionals()
+            .iter()
+            .filter(|r| r.record_type() != RecordType::OPT)
+            .cloned()
+            .collect(),
+        opt,
+    };
+    encode(reply, req.transport)
+}
+
+/// The response to `query` from the records alone (the `kubernetes` plugin as the whole
+/// chain), or `None` when nothing must be sent.
+pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<Response> {
+    match parse(query, transport) {
+        Parsed::Drop => None,
+        Parsed::Answered(r) => Some(r),
+        Parsed::Query(req) => {
+            let msg =
+                from_records(&req, records).unwrap_or_else(|| req.reply(ResponseCode::Refused));
+            finish(&req, &msg)
+        }
+    }
+}
+
+/// The authoritative answer of the records to `req`, or `None` when the question is not in
+/// their zones (or falls through): the next plugin's turn.
+pub fn from_records(req: &Request, records: &Records) -> Option<Message> {
+    let question = &req.question;
+    let key = req.key();
     if question.query_class() != DNSClass::IN
         || matches!(question.query_type(), RecordType::AXFR | RecordType::IXFR)
     {
-        reply.header.set_authoritative(false);
-        return encode(reply.rcode(ResponseCode::Refused), transport);
+        // Only questions in our zones get this answer; others go on down the chain.
+        records.zone_of(&key)?;
+        return Some(req.reply(ResponseCode::Refused));
     }
-
-    let res = match outcome {
-        Outcome::NotOurs => return encode(reply.rcode(ResponseCode::Refused), transport),
+    let res = match records.resolve(&key, u16::from(question.query_type())) {
+        Outcome::NotOurs => return None,
         Outcome::Answer(res) => res,
     };
     let qname = question.name();
-    reply.answers = res
-        .answers
-        .iter()
-        .map(|rr| record(records, qname, rr))
-        .collect::<Option<_>>()?;
-    reply.additional = res
-        .additional
-        .iter()
-        .map(|rr| record(records, qname, rr))
-        .collect::<Option<_>>()?;
-    reply.header.set_response_code(match res.rcode {
+    let mut msg = req.reply(match res.rcode {
         Rcode::NoError => ResponseCode::NoError,
         Rcode::NxDomain => ResponseCode::NXDomain,
         Rcode::ServFail => ResponseCode::ServFail,
     });
-    if reply.answers.is_empty() {
-        reply.authority = vec![soa_record(records, &res.zone, name(&res.zone)?)?];
+    msg.set_authoritative(true);
+    for rr in &res.answers {
+        msg.add_answer(record(records, qname, rr)?);
     }
-    encode(reply, transport)
+    for rr in &res.additional {
+        msg.add_additional(record(records, qname, rr)?);
+    }
+    if msg.answers().is_empty() {
+        msg.add_name_server(soa_record(records, &res.zone, name(&res.zone)?)?);
+    }
+    Some(msg)
 }
 
 /// One record of the model as hickory's: owner `None` is the question's name as spelled.
