@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod dataplane;
 pub mod k8s;
 pub mod metrics;
+pub mod plugin;
 pub mod records;
 pub mod server;
 pub mod snapshot;

@@ -94,7 +94,18 @@ const fn nxdomain(qname: &'static str, qtype: RecordType) -> Case {
     }
 }
 
-/// Not ours (out of the zones, or falling through): REFUSED until the chain of issue 4.
+/// Not in a served zone: REFUSED.
+const fn fallen(qname: &'static str, qtype: RecordType) -> Case {
+    Case {
+        qname,
+        qtype,
+        rcode: SERVFAIL,
+        answer: &[],
+        authority: &[],
+        additional: &[],
+    }
+}
+
 const fn refused(qname: &'static str, qtype: RecordType) -> Case {
     Case {
         qname,
@@ -439,9 +450,11 @@ fn table() -> Vec<Case> {
             additional: &[],
         },
         ok("in-addr.arpa.", RecordType::SOA, &[SOA4]),
-        refused("9.9.9.9.in-addr.arpa.", PTR),
-        refused("13.1.244.10.in-addr.arpa.", PTR),
-        refused("4.4.244.10.in-addr.arpa.", PTR),
+        // `fallthrough in-addr.arpa`: unknown addresses go to the next plugin; with none
+        // after `kubernetes` in this server, SERVFAIL (CoreDNS: "no next plugin found").
+        fallen("9.9.9.9.in-addr.arpa.", PTR),
+        fallen("13.1.244.10.in-addr.arpa.", PTR),
+        fallen("4.4.244.10.in-addr.arpa.", PTR),
         // Intermediate names, unknown namespaces and services, search-path expansions.
         nodata("svc.cluster.local.", A),
         nodata("demo.svc.cluster.local.", A),
@@ -591,7 +604,11 @@ async fn run(server: SocketAddr, serial: u32, cases: &[Case]) {
                 fill(case.authority),
                 fill(case.additional),
             );
-            let aa_ok = m.authoritative() == (case.rcode != REFUSED);
+            // Authoritative answers come from the zone; REFUSED and the SERVFAIL of a
+            // fallthrough with no next plugin do not.
+            let ours =
+                case.rcode != REFUSED && !(case.rcode == SERVFAIL && case.authority.is_empty());
+            let aa_ok = m.authoritative() == ours;
             let q_ok = m.id() == id
                 && m.queries().len() == 1
                 && m.queries()[0].name().to_string() == case.qname;

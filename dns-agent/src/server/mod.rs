@@ -13,9 +13,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use futures::FutureExt;
+
 use crate::metrics::Metrics;
+use crate::plugin::{Block, Router};
 use crate::records::SharedRecords;
-use answer::{respond, Transport};
+use answer::Transport;
 
 /// Most TCP client connections served at once; further ones are closed at once.
 pub const MAX_TCP_CONNECTIONS: usize = 512;
@@ -155,14 +158,25 @@ impl DnsServer {
             .collect()
     }
 
-    /// Starts answering from `records`.
+    /// Starts answering from `records` alone: one block for their zones, the `kubernetes`
+    /// plugin as its whole chain.
     pub fn spawn(self, records: SharedRecords, metrics: Arc<Metrics>) -> ServerHandle {
+        let zones = records.load().zones.clone();
+        let plugins: Vec<Arc<dyn crate::plugin::Plugin>> = vec![Arc::new(
+            crate::plugin::kubernetes::Kubernetes::new(records),
+        )];
+        let router = Router::new(vec![Block { zones, plugins }]);
+        self.serve(Arc::new(router), metrics)
+    }
+
+    /// Starts answering through `router`'s server blocks.
+    pub fn serve(self, router: Arc<Router>, metrics: Arc<Metrics>) -> ServerHandle {
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for socket in self.udp {
             tasks.spawn(serve_udp(
-                socket,
-                records.clone(),
+                Arc::new(socket),
+                Arc::clone(&router),
                 Arc::clone(&metrics),
                 stopped.clone(),
             ));
@@ -170,7 +184,7 @@ impl DnsServer {
         for listener in self.tcp {
             tasks.spawn(serve_tcp(
                 listener,
-                records.clone(),
+                Arc::clone(&router),
                 Arc::clone(&metrics),
                 stopped.clone(),
                 self.tcp_idle_timeout,
@@ -189,11 +203,18 @@ impl ServerHandle {
 }
 
 async fn serve_udp(
-    socket: UdpSocket,
-    records: SharedRecords,
+    socket: Arc<UdpSocket>,
+    router: Arc<Router>,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("UDP listener without an address: {e}");
+            return;
+        }
+    };
     let mut buf = vec![0u8; 65_535];
     loop {
         let (len, peer) = tokio::select! {
@@ -207,19 +228,42 @@ async fn serve_udp(
                 }
             },
         };
-        let Some(response) = respond(&buf[..len], &records.load(), Transport::Udp) else {
-            continue;
-        };
-        metrics.count_response(response.rcode);
-        if let Err(e) = socket.send_to(&response.bytes, peer).await {
-            log::debug!("UDP send to {peer}: {e}");
+        // Answered at once when no plugin has to wait (a cache hit, the cluster zone);
+        // otherwise the query goes on in its own task and the next one is read.
+        let query = buf[..len].to_vec();
+        let (r, m, s) = (
+            Arc::clone(&router),
+            Arc::clone(&metrics),
+            Arc::clone(&socket),
+        );
+        let mut answer = Box::pin(async move {
+            let response = r.handle(&query, Transport::Udp, peer, local).await;
+            reply_udp(&s, &m, peer, response).await;
+        });
+        if (&mut answer).now_or_never().is_none() {
+            tokio::spawn(answer);
         }
+    }
+}
+
+async fn reply_udp(
+    socket: &UdpSocket,
+    metrics: &Metrics,
+    peer: SocketAddr,
+    response: Option<answer::Response>,
+) {
+    let Some(response) = response else {
+        return;
+    };
+    metrics.count_response(response.rcode);
+    if let Err(e) = socket.send_to(&response.bytes, peer).await {
+        log::debug!("UDP send to {peer}: {e}");
     }
 }
 
 async fn serve_tcp(
     listener: TcpListener,
-    records: SharedRecords,
+    router: Arc<Router>,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
     idle: Duration,
@@ -239,9 +283,9 @@ async fn serve_tcp(
                     );
                     continue;
                 }
-                let (records, metrics) = (records.clone(), Arc::clone(&metrics));
+                let (router, metrics) = (Arc::clone(&router), Arc::clone(&metrics));
                 conns.spawn(async move {
-                    if let Err(e) = serve_connection(stream, &records, &metrics, idle).await {
+                    if let Err(e) = serve_connection(stream, &router, &metrics, idle).await {
                         log::debug!("TCP connection from {peer}: {e}");
                     }
                 });
@@ -259,11 +303,13 @@ async fn serve_tcp(
 /// stays idle for `idle`. Queries may be pipelined: each is answered as soon as it is read.
 async fn serve_connection(
     stream: TcpStream,
-    records: &SharedRecords,
+    router: &Router,
     metrics: &Metrics,
     idle: Duration,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr()?;
+    let local = stream.local_addr()?;
     let mut stream = BufReader::new(stream);
     let mut query = vec![0u8; 65_535];
     loop {
@@ -281,7 +327,10 @@ async fn serve_connection(
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(n)) => n,
         };
-        let Some(response) = respond(&query[..n], &records.load(), Transport::Tcp) else {
+        let Some(response) = router
+            .handle(&query[..n], Transport::Tcp, peer, local)
+            .await
+        else {
             continue;
         };
         metrics.count_response(response.rcode);

@@ -1,0 +1,172 @@
+//! The plugin chain: every query the kernel leaves to userspace runs through the plugins of the
+//! server block that serves its name, in the fixed order of [`ORDER`] (as CoreDNS's
+//! `plugin.cfg`), each one answering it or handing it to the next.
+
+pub mod kubernetes;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use hickory_proto::op::{Message, ResponseCode};
+
+use crate::server::answer::{self, Parsed, Request, Response, Transport};
+
+/// The order plugins run in, whatever the order of their lines in the Corefile: the order of
+/// CoreDNS's `plugin.cfg` restricted to the plugins this agent has.
+pub const ORDER: &[&str] = &[
+    "reload",
+    "ready",
+    "health",
+    "prometheus",
+    "errors",
+    "log",
+    "loadbalance",
+    "cache",
+    "rewrite",
+    "hosts",
+    "kubernetes",
+    "loop",
+    "forward",
+];
+
+/// What a plugin (or the chain after it) makes of a query.
+pub type Answer<'a> = BoxFuture<'a, Result<Message, PluginError>>;
+
+/// One plugin of a server block's chain.
+pub trait Plugin: Send + Sync {
+    /// Its Corefile name.
+    fn name(&self) -> &'static str;
+
+    /// Answers `req`, or hands it (changed or not) to `next` and returns what comes back
+    /// (changed or not).
+    fn serve<'a>(&'a self, ctx: &'a Ctx, req: Request, next: Next<'a>) -> Answer<'a>;
+}
+
+/// Why a query got no answer from a plugin: the client gets SERVFAIL, `errors` logs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginError {
+    pub plugin: &'static str,
+    pub message: String,
+}
+
+impl PluginError {
+    pub fn new(plugin: &'static str, message: impl Into<String>) -> Self {
+        PluginError {
+            plugin,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plugin/{}: {}", self.plugin, self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// What a plugin knows about a query besides the query itself.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub client: SocketAddr,
+    /// The listener's address.
+    pub local: SocketAddr,
+    /// The server block's zone that matched the question (lower-case, trailing dot).
+    pub zone: Arc<str>,
+    /// When the query was received.
+    pub received: Instant,
+}
+
+/// The plugins after the current one.
+#[derive(Clone, Copy)]
+pub struct Next<'a> {
+    rest: &'a [Arc<dyn Plugin>],
+}
+
+impl<'a> Next<'a> {
+    /// The whole chain.
+    pub fn chain(plugins: &'a [Arc<dyn Plugin>]) -> Self {
+        Next { rest: plugins }
+    }
+
+    /// Runs the rest of the chain. Past the last plugin there is no answer: SERVFAIL (the
+    /// error names the plugin that handed the query on).
+    pub fn serve(self, ctx: &'a Ctx, req: Request) -> Answer<'a> {
+        match self.rest.split_first() {
+            Some((plugin, rest)) => plugin.serve(ctx, req, Next { rest }),
+            None => Box::pin(async { Err(PluginError::new("chain", "no next plugin found")) }),
+        }
+    }
+
+    /// Whether a plugin follows.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+}
+
+/// One server block as it runs: its zones and its plugins in [`ORDER`].
+pub struct Block {
+    /// Lower-case FQDNs with a trailing dot.
+    pub zones: Vec<String>,
+    pub plugins: Vec<Arc<dyn Plugin>>,
+}
+
+/// The server blocks of one listening port: picks the block of the most specific zone for
+/// each query and runs its chain.
+pub struct Router {
+    blocks: Vec<Block>,
+}
+
+impl Router {
+    pub fn new(blocks: Vec<Block>) -> Self {
+        Router { blocks }
+    }
+
+    /// The block serving `key` (lower-case FQDN) and the zone that matched: the longest zone
+    /// of any block that holds the name.
+    pub fn block_for(&self, key: &str) -> Option<(&Block, &str)> {
+        self.blocks
+            .iter()
+            .flat_map(|b| b.zones.iter().map(move |z| (b, z.as_str())))
+            .filter(|(_, z)| crate::records::in_zone(key, z))
+            .max_by_key(|(_, z)| z.len())
+    }
+
+    /// The response to one received message, or `None` when nothing must be sent back.
+    pub async fn handle(
+        &self,
+        bytes: &[u8],
+        transport: Transport,
+        client: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<Response> {
+        let req = match answer::parse(bytes, transport) {
+            Parsed::Drop => return None,
+            Parsed::Answered(r) => return Some(r),
+            Parsed::Query(req) => req,
+        };
+        let key = req.key();
+        let Some((block, zone)) = self.block_for(&key) else {
+            // No server block for this name: REFUSED, as CoreDNS answers.
+            return answer::finish(&req, &req.reply(ResponseCode::Refused));
+        };
+        let ctx = Ctx {
+            client,
+            local,
+            zone: Arc::from(zone),
+            received: Instant::now(),
+        };
+        let msg = match Next::chain(&block.plugins).serve(&ctx, req.clone()).await {
+            Ok(msg) => msg,
+            Err(e) => {
+                log::debug!("{e}");
+                req.reply(ResponseCode::ServFail)
+            }
+        };
+        answer::finish(&req, &msg)
+    }
+}
