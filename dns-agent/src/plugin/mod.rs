@@ -45,6 +45,18 @@ pub trait Plugin: Send + Sync {
     fn serve<'a>(&'a self, ctx: &'a Ctx, req: Request, next: Next<'a>) -> Answer<'a>;
 }
 
+/// What a plugin's `setup` gets besides its Corefile directive.
+pub struct Setup<'a> {
+    /// The server block's zones (lower-case, trailing dot).
+    pub zones: &'a [String],
+    /// The directory of the Corefile: relative file names in arguments are relative to it.
+    pub dir: &'a std::path::Path,
+    /// Where metrics are registered (`metrics.registry`).
+    pub metrics: &'a Arc<crate::metrics::Metrics>,
+    /// The server label of the block's metrics, CoreDNS's form: `dns://:53`.
+    pub server: &'a str,
+}
+
 /// Why a query got no answer from a plugin: the client gets SERVFAIL, `errors` logs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PluginError {

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod registry;
+
 use dns_common::stats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +45,8 @@ pub struct Metrics {
     kernel_attachments: AtomicU64,
     /// Whether the records are complete (`GET /ready`); false until [`Metrics::set_ready`].
     ready: AtomicBool,
+    /// What the plugins register (CoreDNS's metric names), rendered after the agent's own.
+    pub registry: registry::Registry,
 }
 
 impl Metrics {
@@ -147,6 +151,7 @@ impl Metrics {
             "dns_agent_records{{type=\"A\"}} {}",
             self.records_a.load(Ordering::Relaxed)
         );
+        self.registry.render(&mut out);
         out
     }
 }
