@@ -4,7 +4,7 @@ mod addresses;
 mod build;
 mod resolve;
 mod service;
-mod settings;
+pub mod settings;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -1,5 +1,9 @@
 //! `kubernetes`: the cluster zone from the record model (see `README.md` beside this file).
 
+mod setup;
+
+pub use setup::{config, KubernetesConfig};
+
 use hickory_proto::op::Message;
 
 use super::{Answer, Ctx, Next, Plugin};
