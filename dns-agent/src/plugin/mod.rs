@@ -3,6 +3,7 @@
 //! `plugin.cfg`), each one answering it or handing it to the next.
 
 pub mod kubernetes;
+pub mod loadbalance;
 
 use std::fmt;
 use std::net::SocketAddr;
