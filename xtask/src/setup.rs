@@ -21,6 +21,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "dnsutils",
     "knot-dnsutils",
+    "knot",
     "dnsperf",
     "iproute2",
     "nftables",

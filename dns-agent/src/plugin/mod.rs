@@ -2,8 +2,10 @@
 //! server block that serves its name, in the fixed order of [`ORDER`] (as CoreDNS's
 //! `plugin.cfg`), each one answering it or handing it to the next.
 
+pub mod forward;
 pub mod kubernetes;
 pub mod loadbalance;
+pub mod loop_detect;
 
 use std::fmt;
 use std::net::SocketAddr;
