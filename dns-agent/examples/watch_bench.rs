@@ -269,6 +269,7 @@ async fn bench(args: &Args) -> Result<()> {
     c.api = Some(ApiSource {
         kubeconfig: None,
         apiserver: Some(api.url.clone()),
+        ..Default::default()
     });
     c.kernel = match args.kernel {
         KernelArg::Off => None,

@@ -1,16 +1,22 @@
 //! Wiring: snapshot or API watchers → records → kernel dataplane → listeners and metrics, and the orderly stop.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::{Config, KernelConfig, SnapshotSource};
+use crate::cli::{Config, CorefileSource, KernelConfig, SnapshotSource};
 use crate::cluster::Cluster;
+use crate::config;
+use crate::corefile;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
+use crate::k8s::ApiSource;
 use crate::k8s::{self, K8sError, WatchConfig};
 use crate::metrics::{KernelStatsFn, Metrics, MetricsError, MetricsHandle, MetricsServer};
+use crate::plugin::SharedRouter;
 use crate::records::{self, Changes, PodMode, Records, SharedRecords};
 use crate::server::{DnsServer, ServerConfig, ServerError, ServerHandle};
 use crate::snapshot::{self, SnapshotError};
@@ -28,6 +34,8 @@ pub enum AppError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Kubernetes(#[from] K8sError),
+    #[error("{0}")]
+    Corefile(String),
     #[error("the records come from the API server: there is no snapshot to reload")]
     NoSnapshot,
 }
@@ -42,11 +50,16 @@ pub struct App {
     updater: Arc<Updater>,
     records: SharedRecords,
     metrics: Arc<Metrics>,
-    dns: ServerHandle,
+    dns: Vec<ServerHandle>,
     dns_addrs: Vec<SocketAddr>,
     metrics_server: Option<(MetricsHandle, SocketAddr)>,
+    /// `health` and `ready` listeners of the Corefile (when not the metrics listener).
+    http: Vec<(MetricsHandle, SocketAddr, &'static str)>,
+    /// `health { lameduck }`: how long to go on serving after a stop is asked.
+    lameduck: Duration,
     dataplane: Option<SharedDataplane>,
     watch: Option<tokio::task::JoinHandle<()>>,
+    reload: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What turns a cluster state into served records; shared with the API watchers.
@@ -57,6 +70,52 @@ struct Updater {
     dataplane: Option<SharedDataplane>,
     /// Names with A records being served (the `dns_agent_records_a` gauge).
     a_names: AtomicUsize,
+}
+
+/// Reads the Corefile `config` names and checks it (`None` without one).
+fn load_corefile(
+    config: &Config,
+) -> Result<Option<(config::Plan, Option<PathBuf>, String)>, AppError> {
+    let (origin, text, path) = match &config.corefile {
+        CorefileSource::None => return Ok(None),
+        CorefileSource::Embedded => {
+            let metrics = config
+                .metrics_addr
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], config::PROMETHEUS_PORT)));
+            (
+                "embedded Corefile".to_owned(),
+                config::embedded(&config.zone, config.ttl, metrics),
+                None,
+            )
+        }
+        CorefileSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                AppError::Corefile(format!("{}: cannot read the Corefile: {e}", path.display()))
+            })?;
+            (path.display().to_string(), text, Some(path.clone()))
+        }
+        CorefileSource::Text { origin, text } => (origin.clone(), text.clone(), None),
+    };
+    let plan = plan_text(&origin, &text, path.as_deref(), config.dns_port)?;
+    Ok(Some((plan, path, text)))
+}
+
+fn plan_text(
+    origin: &str,
+    text: &str,
+    path: Option<&Path>,
+    port: u16,
+) -> Result<config::Plan, AppError> {
+    let dir = path
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let parsed = match path {
+        Some(p) => corefile::parse_file(p),
+        None => corefile::parse(origin, text),
+    }
+    .map_err(|e| AppError::Corefile(e.to_string()))?;
+    config::plan(&parsed, port, &dir).map_err(|e| AppError::Corefile(e.to_string()))
 }
 
 /// Runs the agent described by `config` until `shutdown` completes, then stops it: the
@@ -71,42 +130,101 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 }
 
 impl App {
-    /// Loads the snapshot, binds every socket, attaches the kernel program (when configured)
-    /// and fills its map, then starts serving. Every socket is bound before anything is
-    /// attached; an error after attaching detaches again before returning.
+    /// Reads and checks the Corefile, loads the snapshot, binds every socket, attaches the
+    /// kernel program (when configured) and fills its map, then starts serving. Every socket
+    /// is bound before anything is attached; an error after attaching detaches again before
+    /// returning.
     pub async fn start(config: Config) -> Result<App, AppError> {
+        let corefile = load_corefile(&config)?;
+        let plan = corefile.as_ref().map(|(p, _, _)| p);
+        let kube = plan.and_then(|p| p.kubernetes.clone());
+        let mut settings = match &kube {
+            Some(k) => k.settings.clone(),
+            None => records::Settings::new(&config.zone, config.ttl),
+        };
+        settings.dns_ips = config.service_ips.iter().map(|ip| (*ip).into()).collect();
+        // The flags win; else the Corefile's kubeconfig/endpoint, unless a snapshot is given.
+        let api = config.api.clone().or_else(|| {
+            let k = kube.as_ref()?;
+            let from_corefile = k.kubeconfig.is_some() || k.apiserver.is_some();
+            (from_corefile && config.snapshot == SnapshotSource::Embedded).then(|| ApiSource {
+                kubeconfig: k.kubeconfig.as_ref().map(|(p, _)| p.clone()),
+                context: k.kubeconfig.as_ref().and_then(|(_, c)| c.clone()),
+                apiserver: k.apiserver.clone(),
+            })
+        });
+
         // A snapshot is complete at once; the API server's objects arrive after the start.
-        let (cluster, client) = match &config.api {
+        let (cluster, client) = match &api {
             None => (snapshot::load(&config.snapshot)?.cluster, None),
             Some(source) => (Cluster::default(), Some(k8s::client(source).await?)),
         };
         let synced = client.is_none();
-        let mut settings = records::Settings::new(&config.zone, config.ttl);
-        settings.dns_ips = config.service_ips.iter().map(|ip| (*ip).into()).collect();
         let (mut records, notes) = records::build(&cluster, &settings, unix_now());
         records.synced = synced;
         for note in notes {
             log::warn!("{note}");
         }
 
-        let server_cfg = ServerConfig {
-            addrs: config.service_ips.clone(),
-            port: config.dns_port,
-            tcp_idle_timeout: config.tcp_idle_timeout,
+        // One set of listeners per port of the Corefile (the service addresses on each).
+        let ports: Vec<u16> = match plan {
+            Some(p) => p.ports.keys().copied().collect(),
+            None => vec![config.dns_port],
         };
-        let dns = DnsServer::bind(&server_cfg).await?;
-        let dns_addrs = dns.local_addrs();
-        let metrics_listener = match config.metrics_addr {
+        let mut bound = Vec::new();
+        for port in &ports {
+            let server_cfg = ServerConfig {
+                addrs: config.service_ips.clone(),
+                port: *port,
+                tcp_idle_timeout: config.tcp_idle_timeout,
+            };
+            bound.push((*port, DnsServer::bind(&server_cfg).await?));
+        }
+        // The kernel answers on the port of the block that runs `kubernetes`.
+        let kernel_port = plan
+            .and_then(|p| {
+                p.ports
+                    .iter()
+                    .find(|(_, blocks)| {
+                        blocks
+                            .iter()
+                            .any(|b| b.directives.iter().any(|d| d.name.text == "kubernetes"))
+                    })
+                    .map(|(port, _)| *port)
+            })
+            .unwrap_or(ports[0]);
+        let kernel_port = bound
+            .iter()
+            .find(|(planned, _)| *planned == kernel_port)
+            .map_or(0, |(_, s)| s.port());
+        let dns_addrs: Vec<SocketAddr> = bound.iter().flat_map(|(_, s)| s.local_addrs()).collect();
+
+        let metrics_addr = plan.and_then(|p| p.prometheus).or(config.metrics_addr);
+        let metrics_listener = match metrics_addr {
             Some(addr) => Some(MetricsServer::bind(addr).await?),
             None => None,
         };
+        let mut http_listeners = Vec::new();
+        if let Some(p) = plan {
+            let wanted = [
+                (p.health.as_ref().map(|h| h.addr), "health"),
+                (p.ready, "ready"),
+            ];
+            for (addr, what) in wanted {
+                let Some(addr) = addr else { continue };
+                if Some(addr) == metrics_addr || http_listeners.iter().any(|(_, a, _)| *a == addr) {
+                    continue;
+                }
+                http_listeners.push((MetricsServer::bind(addr).await?, addr, what));
+            }
+        }
         let metrics = Arc::new(Metrics::default());
         let a_names = records.a_count();
         metrics.set_records_a(a_names);
         metrics.set_ready(synced);
 
         let dataplane = match &config.kernel {
-            Some(kernel) => Some(start_dataplane(kernel, &config, dns.port(), &records)?),
+            Some(kernel) => Some(start_dataplane(kernel, &config, kernel_port, &records)?),
             None => None,
         };
         if let Some(dp) = &dataplane {
@@ -119,19 +237,30 @@ impl App {
             log::info!("kernel path off: answering in userspace only");
         }
 
+        let kernel_stats = dataplane.as_ref().map(|dp| {
+            let dp = Arc::clone(dp);
+            let read: KernelStatsFn =
+                Arc::new(move || lock(&dp).stats().map_err(|e| e.to_string()));
+            read
+        });
         let metrics_server = metrics_listener.map(|listener| {
             let addr = listener
                 .local_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-            let kernel = dataplane.as_ref().map(|dp| {
-                let dp = Arc::clone(dp);
-                let read: KernelStatsFn =
-                    Arc::new(move || lock(&dp).stats().map_err(|e| e.to_string()));
-                read
-            });
             log::info!("metrics on http://{addr}/metrics");
-            (listener.spawn(Arc::clone(&metrics), kernel), addr)
+            (
+                listener.spawn(Arc::clone(&metrics), kernel_stats.clone()),
+                addr,
+            )
         });
+        let http: Vec<(MetricsHandle, SocketAddr, &'static str)> = http_listeners
+            .into_iter()
+            .map(|(listener, addr, what)| {
+                let addr = listener.local_addr().unwrap_or(addr);
+                log::info!("{what} on http://{addr}/{what}");
+                (listener.spawn(Arc::clone(&metrics), None), addr, what)
+            })
+            .collect();
         log::info!(
             "serving {} ({} A records, serial {}) on UDP and TCP {}",
             records.zone,
@@ -144,7 +273,35 @@ impl App {
                 .join(", ")
         );
         let records = SharedRecords::new(records);
-        let dns = dns.spawn(records.clone(), Arc::clone(&metrics));
+
+        // The chains: every block's plugins set up in order (errors name file:line:col).
+        let mut dns = Vec::new();
+        let mut routers_of_ports = BTreeMap::new();
+        match plan {
+            None => {
+                for (_, server) in bound {
+                    dns.push(server.spawn(records.clone(), Arc::clone(&metrics)));
+                }
+            }
+            Some(p) => {
+                let ctx = config::BuildCtx {
+                    records: records.clone(),
+                    metrics: &metrics,
+                };
+                let routers =
+                    config::build(p, &ctx).map_err(|e| AppError::Corefile(e.to_string()))?;
+                let mut shared = BTreeMap::new();
+                for (port, server) in bound {
+                    let Some(router) = routers.get(&port) else {
+                        continue;
+                    };
+                    let router: SharedRouter = Arc::new(RwLock::new(Arc::clone(router)));
+                    shared.insert(port, Arc::clone(&router));
+                    dns.push(server.serve(router, Arc::clone(&metrics)));
+                }
+                routers_of_ports = shared;
+            }
+        }
         let updater = Arc::new(Updater {
             settings,
             records: records.clone(),
@@ -168,16 +325,38 @@ impl App {
                 sink,
             )
         });
+        let reload = match (&config.corefile, &corefile) {
+            (CorefileSource::File(path), Some((plan, _, text))) => {
+                plan.reload.map(|(every, jitter)| {
+                    let watcher = Reloader {
+                        path: path.clone(),
+                        text: text.clone(),
+                        plan: plan.clone(),
+                        default_port: config.dns_port,
+                        routers: routers_of_ports.clone(),
+                        records: records.clone(),
+                        metrics: Arc::clone(&metrics),
+                    };
+                    tokio::spawn(watcher.run(every, jitter))
+                })
+            }
+            _ => None,
+        };
         Ok(App {
-            snapshot: config.api.is_none().then_some(config.snapshot),
+            snapshot: api.is_none().then_some(config.snapshot),
             updater,
             records,
             metrics,
             dns,
             dns_addrs,
             metrics_server,
+            http,
+            lameduck: plan
+                .and_then(|p| p.health.as_ref())
+                .map_or(Duration::ZERO, |h| h.lameduck),
             dataplane,
             watch,
+            reload,
         })
     }
 
@@ -229,8 +408,15 @@ impl App {
     }
 
     /// Stops the API watchers, the metrics endpoint and the listeners, then detaches the
-    /// kernel programs.
+    /// kernel programs. With `health { lameduck D }` everything goes on serving for D first.
     pub async fn stop(self) {
+        if !self.lameduck.is_zero() {
+            log::info!("lame duck for {:?}: still serving", self.lameduck);
+            tokio::time::sleep(self.lameduck).await;
+        }
+        if let Some(reload) = self.reload {
+            reload.abort();
+        }
         if let Some(watch) = self.watch {
             watch.abort();
             let _ = watch.await;
@@ -239,7 +425,12 @@ impl App {
         if let Some((handle, _)) = self.metrics_server {
             handle.stop().await;
         }
-        self.dns.stop().await;
+        for (handle, _, _) in self.http {
+            handle.stop().await;
+        }
+        for dns in self.dns {
+            dns.stop().await;
+        }
         if let Some(dp) = self.dataplane {
             match Arc::try_unwrap(dp) {
                 Ok(dp) => {
@@ -365,6 +556,110 @@ impl Updater {
         release_free_memory();
         Ok(true)
     }
+}
+
+/// `reload`: watches the Corefile and swaps in the chains of a changed one that is valid.
+struct Reloader {
+    path: PathBuf,
+    /// The text being served.
+    text: String,
+    plan: config::Plan,
+    default_port: u16,
+    routers: BTreeMap<u16, SharedRouter>,
+    records: SharedRecords,
+    metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    async fn run(mut self, every: Duration, jitter: Duration) {
+        let failed = self.metrics.registry.counter(
+            "coredns_reload_failed_total",
+            "Counter of the number of failed reload attempts.",
+            &[],
+        );
+        loop {
+            tokio::time::sleep(every + random_below(jitter)).await;
+            let text = match std::fs::read_to_string(&self.path) {
+                Ok(t) => t,
+                Err(e) => {
+                    log::error!(
+                        "reload: cannot read {}: {e}; the running Corefile stays",
+                        self.path.display()
+                    );
+                    failed.inc();
+                    continue;
+                }
+            };
+            if text == self.text {
+                continue;
+            }
+            match self.apply(&text) {
+                Ok(()) => log::info!("reload: {} applied", self.path.display()),
+                Err(e) => {
+                    log::error!("reload: {e}; the running Corefile stays");
+                    failed.inc();
+                }
+            }
+            // A broken text is reported once, not at every check.
+            self.text = text;
+        }
+    }
+
+    /// Checks and sets up `text`, then swaps the chains of every port. What cannot change
+    /// without new sockets or a new record model is refused.
+    fn apply(&mut self, text: &str) -> Result<(), String> {
+        let origin = self.path.display().to_string();
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let parsed = corefile::parse(&origin, text).map_err(|e| e.to_string())?;
+        let plan = config::plan(&parsed, self.default_port, &dir).map_err(|e| e.to_string())?;
+        let restart =
+            |what: &str| format!("{origin}: {what} changed: restart the agent to apply it");
+        if plan.ports.keys().ne(self.plan.ports.keys()) {
+            return Err(restart("the server ports"));
+        }
+        if plan.kubernetes != self.plan.kubernetes {
+            return Err(restart("the kubernetes block"));
+        }
+        if (
+            plan.health.as_ref().map(|h| h.addr),
+            plan.ready,
+            plan.prometheus,
+        ) != (
+            self.plan.health.as_ref().map(|h| h.addr),
+            self.plan.ready,
+            self.plan.prometheus,
+        ) {
+            return Err(restart("a health, ready or prometheus address"));
+        }
+        let ctx = config::BuildCtx {
+            records: self.records.clone(),
+            metrics: &self.metrics,
+        };
+        let routers = config::build(&plan, &ctx).map_err(|e| e.to_string())?;
+        for (port, router) in routers {
+            if let Some(shared) = self.routers.get(&port) {
+                *shared.write().unwrap_or_else(PoisonError::into_inner) = router;
+            }
+        }
+        self.plan = plan;
+        Ok(())
+    }
+}
+
+/// A random duration below `max` (the reload jitter).
+fn random_below(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(unix_now().into());
+    Duration::from_nanos(h.finish() % nanos)
 }
 
 /// Hands memory freed by a full rebuild back to the system (glibc keeps freed heap pages

@@ -13,6 +13,10 @@ use crate::k8s::ApiSource;
 pub const MAX_SERVICE_IPS: usize = dns_common::config::MAX_SERVICE_IPV4;
 /// Default capacity of `DNS_A` and `DNS_AAAA` (`--kernel-map-entries`): the object's own.
 pub const DEFAULT_KERNEL_MAP_ENTRIES: u32 = dns_common::records::CAPACITY;
+/// `--zone` when not given.
+pub const DEFAULT_ZONE: &str = "cluster.local";
+/// `--ttl` when not given: the TTL of kubeadm's Corefile.
+pub const DEFAULT_EMBEDDED_TTL: u32 = 30;
 /// How long an idle TCP client connection is kept open.
 pub const DEFAULT_TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -48,13 +52,21 @@ pub struct Cli {
     #[arg(long = "dns-port", value_name = "PORT", default_value_t = 53)]
     pub dns_port: u16,
 
-    /// The cluster domain served.
-    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
-    pub zone: String,
+    /// The cluster domain served by the embedded Corefile's `kubernetes` block [default:
+    /// cluster.local]. With --corefile, set it in the Corefile.
+    #[arg(long, value_name = "DOMAIN")]
+    pub zone: Option<String>,
 
-    /// TTL of every record, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    pub ttl: u32,
+    /// TTL of the cluster records in the embedded Corefile, in seconds [default: 30, as
+    /// kubeadm's Corefile]. With --corefile, set `ttl` in its `kubernetes` block.
+    #[arg(long, value_name = "SECONDS")]
+    pub ttl: Option<u32>,
+
+    /// The Corefile to run (CoreDNS syntax). Without it the agent runs an embedded Corefile
+    /// equivalent to kubeadm's (`kubernetes` for --zone, `forward . /etc/resolv.conf`, cache,
+    /// health on :8080, ready on :8181, prometheus on --metrics-addr).
+    #[arg(long, value_name = "PATH")]
+    pub corefile: Option<PathBuf>,
 
     /// Address of the Prometheus endpoint (GET /metrics).
     #[arg(
@@ -144,9 +156,24 @@ pub struct KernelConfig {
     pub map_entries: u32,
 }
 
+/// Which Corefile the agent runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorefileSource {
+    /// No Corefile: one server block for the cluster zones with the `kubernetes` plugin alone
+    /// (names outside them are REFUSED), built from `zone` and `ttl`. Tests use it.
+    None,
+    /// The embedded kubeadm-equivalent Corefile, with `zone`, `ttl` and the metrics address.
+    Embedded,
+    /// A Corefile on disk (`--corefile`); `reload` watches it.
+    File(PathBuf),
+    /// Corefile text held in memory; `origin` names it in error messages.
+    Text { origin: String, text: String },
+}
+
 /// Validated configuration of one agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    pub corefile: CorefileSource,
     pub snapshot: SnapshotSource,
     /// Watch this API server instead of serving `snapshot`.
     pub api: Option<ApiSource>,
@@ -168,6 +195,7 @@ impl Config {
     /// `snapshot` for `cluster.local.` with TTL 5. Tests adjust the public fields further.
     pub fn userspace(snapshot: SnapshotSource, service_ips: Vec<Ipv4Addr>) -> Self {
         Config {
+            corefile: CorefileSource::None,
             snapshot,
             api: None,
             zone: "cluster.local.".to_owned(),
@@ -202,6 +230,8 @@ pub enum ConfigError {
     ApiServer(String),
     #[error("--kernel-map-entries 0: the kernel maps need room for at least one name (default {DEFAULT_KERNEL_MAP_ENTRIES})")]
     KernelMapEntriesZero,
+    #[error("--{0} sets the embedded Corefile: with --corefile, set it in the Corefile's kubernetes block")]
+    CorefileAnd(&'static str),
 }
 
 impl Cli {
@@ -218,9 +248,18 @@ impl Cli {
         in_cluster: bool,
     ) -> Result<Config, ConfigError> {
         let api = self.api_source(in_cluster)?;
-        let zone = normalize_zone(&self.zone)?;
-        if self.ttl > i32::MAX as u32 {
-            return Err(ConfigError::Ttl(self.ttl));
+        if self.corefile.is_some() {
+            if self.zone.is_some() {
+                return Err(ConfigError::CorefileAnd("zone"));
+            }
+            if self.ttl.is_some() {
+                return Err(ConfigError::CorefileAnd("ttl"));
+            }
+        }
+        let zone = normalize_zone(self.zone.as_deref().unwrap_or(DEFAULT_ZONE))?;
+        let ttl = self.ttl.unwrap_or(DEFAULT_EMBEDDED_TTL);
+        if ttl > i32::MAX as u32 {
+            return Err(ConfigError::Ttl(ttl));
         }
         if self.kernel_map_entries == 0 {
             return Err(ConfigError::KernelMapEntriesZero);
@@ -266,13 +305,17 @@ impl Cli {
             })
         };
         Ok(Config {
+            corefile: match self.corefile {
+                Some(path) => CorefileSource::File(path),
+                None => CorefileSource::Embedded,
+            },
             api,
             snapshot: match self.snapshot {
                 Some(path) => SnapshotSource::File(path),
                 None => SnapshotSource::Embedded,
             },
             zone,
-            ttl: self.ttl,
+            ttl,
             service_ips,
             dns_port: self.dns_port,
             metrics_addr: Some(self.metrics_addr),
@@ -302,6 +345,7 @@ impl Cli {
         let source = ApiSource {
             kubeconfig: self.kubeconfig.clone(),
             apiserver: self.apiserver.clone(),
+            ..Default::default()
         };
         crate::k8s::check(&source).map_err(|e| ConfigError::ApiServer(e.to_string()))?;
         Ok(Some(source))
@@ -414,7 +458,8 @@ mod tests {
             c.api,
             Some(ApiSource {
                 kubeconfig: Some("/k.yaml".into()),
-                apiserver: None
+                apiserver: None,
+                ..Default::default()
             })
         );
         let c =
@@ -423,7 +468,8 @@ mod tests {
             c.api,
             Some(ApiSource {
                 kubeconfig: Some("/k".into()),
-                apiserver: Some("http://127.0.0.1:8001".into())
+                apiserver: Some("http://127.0.0.1:8001".into()),
+                ..Default::default()
             })
         );
         for (args, err) in [
@@ -453,8 +499,9 @@ mod tests {
     fn defaults() {
         let c = parse(&[]).expect("defaults parse");
         assert_eq!(c.snapshot, SnapshotSource::Embedded);
+        assert_eq!(c.corefile, CorefileSource::Embedded);
         assert_eq!(c.zone, "cluster.local.");
-        assert_eq!(c.ttl, 5);
+        assert_eq!(c.ttl, 30, "kubeadm's TTL");
         assert_eq!(c.service_ips, vec![Ipv4Addr::LOCALHOST]);
         assert_eq!(c.dns_port, 53);
         assert_eq!(
@@ -591,6 +638,8 @@ mod tests {
                 err: "unexpected argument '-1' found",
             },
             Case { args: &["--ttl", "4294967295"], err: "--ttl 4294967295 is above 2147483647 (RFC 2181)" },
+            Case { args: &["--corefile", "/etc/coredns/Corefile", "--zone", "a.local"], err: "--zone sets the embedded Corefile: with --corefile, set it in the Corefile's kubernetes block" },
+            Case { args: &["--corefile", "/etc/coredns/Corefile", "--ttl", "5"], err: "--ttl sets the embedded Corefile: with --corefile, set it in the Corefile's kubernetes block" },
             Case {
                 args: &["--attach", "lo", "--dns-port", "0"],
                 err: "--dns-port 0 cannot be matched by the kernel program: pick a port or add --no-kernel",

@@ -120,6 +120,7 @@ async fn agent(api: &FakeApi) -> App {
     c.api = Some(ApiSource {
         kubeconfig: None,
         apiserver: Some(api.url()),
+        ..Default::default()
     });
     App::start(c)
         .await
@@ -538,6 +539,7 @@ async fn a_kubeconfig_names_the_api_server() {
     c.api = Some(ApiSource {
         kubeconfig: Some(path.clone()),
         apiserver: None,
+        ..Default::default()
     });
     let app = App::start(c.clone()).await.expect("agent starts");
     until_answers(&app, WEB, &["10.96.0.20"]).await;
@@ -546,6 +548,7 @@ async fn a_kubeconfig_names_the_api_server() {
     c.api = Some(ApiSource {
         kubeconfig: Some(dir.join("missing")),
         apiserver: None,
+        ..Default::default()
     });
     let err = App::start(c)
         .await
@@ -574,6 +577,7 @@ async fn pods_are_watched_when_a_pod_mode_needs_them() {
     let client = k8s::client(&ApiSource {
         kubeconfig: None,
         apiserver: Some(api.url()),
+        ..Default::default()
     })
     .await
     .expect("client");
@@ -684,6 +688,7 @@ fn kernel_maps_follow_added_modified_deleted_objects() {
         c.api = Some(ApiSource {
             kubeconfig: None,
             apiserver: Some(api.url()),
+            ..Default::default()
         });
         c.kernel = Some(KernelConfig {
             interfaces: vec!["lo".into()],

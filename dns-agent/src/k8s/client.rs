@@ -8,8 +8,10 @@ use kube::config::{InClusterError, KubeConfigOptions, Kubeconfig, KubeconfigErro
 /// token and CA, `KUBERNETES_SERVICE_HOST`/`_PORT`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiSource {
-    /// `--kubeconfig`: its current context.
+    /// `--kubeconfig`: its current context, or `context`.
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (Corefile `kubeconfig PATH CONTEXT`).
+    pub context: Option<String>,
     /// `--apiserver`: the URL; with `--kubeconfig` it replaces the context's server, alone it
     /// is used without credentials (`http://` for a local proxy such as `kubectl proxy`).
     pub apiserver: Option<String>,
@@ -68,7 +70,11 @@ pub async fn config(source: &ApiSource) -> Result<kube::Config, K8sError> {
                 source,
             };
             let file = Kubeconfig::read_from(path).map_err(err)?;
-            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+            let options = KubeConfigOptions {
+                context: source.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            kube::Config::from_custom_kubeconfig(file, &options)
                 .await
                 .map_err(err)?
         }

@@ -279,6 +279,8 @@ async fn serve(
             });
             ("200 OK", metrics.render(counters.as_ref()))
         }
+        // The `health` plugin's endpoint: the process is up and serving.
+        ("GET" | "HEAD", "/health") => ("200 OK", "OK".to_owned()),
         ("GET" | "HEAD", "/ready") if metrics.ready() => ("200 OK", "ready\n".to_owned()),
         ("GET" | "HEAD", "/ready") => (
             "503 Service Unavailable",
@@ -286,7 +288,8 @@ async fn serve(
         ),
         ("GET" | "HEAD", _) => (
             "404 Not Found",
-            "not found: the metrics are at /metrics, readiness at /ready\n".to_owned(),
+            "not found: the metrics are at /metrics, readiness at /ready, health at /health\n"
+                .to_owned(),
         ),
         _ => ("405 Method Not Allowed", "only GET is served\n".to_owned()),
     };

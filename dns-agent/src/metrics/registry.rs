@@ -180,7 +180,8 @@ impl Registry {
                             );
                         }
                         let count = h.count();
-                        let _ = writeln!(out, "{name}_bucket{} {count}", text(labels, Some("+Inf")));
+                        let _ =
+                            writeln!(out, "{name}_bucket{} {count}", text(labels, Some("+Inf")));
                         let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
                         let _ = writeln!(out, "{name}_sum{} {sum}", text(labels, None));
                         let _ = writeln!(out, "{name}_count{} {count}", text(labels, None));
@@ -232,10 +233,18 @@ mod tests {
     #[test]
     fn exposition_of_every_kind() {
         let r = Registry::default();
-        r.counter("coredns_x_total", "X.", &[("server", "dns://:53"), ("zone", ".")])
-            .add(3);
-        r.counter("coredns_x_total", "X.", &[("server", "dns://:53"), ("zone", ".")])
-            .inc();
+        r.counter(
+            "coredns_x_total",
+            "X.",
+            &[("server", "dns://:53"), ("zone", ".")],
+        )
+        .add(3);
+        r.counter(
+            "coredns_x_total",
+            "X.",
+            &[("server", "dns://:53"), ("zone", ".")],
+        )
+        .inc();
         r.gauge("coredns_g", "G.", &[]).set(2.5);
         let h = r.histogram("coredns_d_seconds", "D.", &[("t", "a\"b")], &[0.1, 1.0]);
         h.observe(0.05);

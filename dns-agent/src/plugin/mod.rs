@@ -2,10 +2,16 @@
 //! server block that serves its name, in the fixed order of [`ORDER`] (as CoreDNS's
 //! `plugin.cfg`), each one answering it or handing it to the next.
 
+pub mod errors;
+pub mod hosts;
 pub mod forward;
+pub mod cache;
 pub mod kubernetes;
-pub mod loadbalance;
 pub mod loop_detect;
+pub mod loadbalance;
+pub mod log;
+pub mod rewrite;
+pub mod prometheus;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -130,6 +136,9 @@ pub struct Block {
     pub plugins: Vec<Arc<dyn Plugin>>,
 }
 
+/// The router a listener answers through, replaceable while it runs (`reload`).
+pub type SharedRouter = Arc<std::sync::RwLock<Arc<Router>>>;
+
 /// The server blocks of one listening port: picks the block of the most specific zone for
 /// each query and runs its chain.
 pub struct Router {
@@ -178,7 +187,7 @@ impl Router {
         let msg = match Next::chain(&block.plugins).serve(&ctx, req.clone()).await {
             Ok(msg) => msg,
             Err(e) => {
-                log::debug!("{e}");
+                ::log::debug!("{e}");
                 req.reply(ResponseCode::ServFail)
             }
         };

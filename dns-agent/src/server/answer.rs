@@ -15,7 +15,7 @@ const TYPE_OPT: u16 = 41;
 const FLAG_DO: u16 = 0x8000;
 
 /// How the query arrived: it decides the size limit of the response.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
     Udp,
     Tcp,

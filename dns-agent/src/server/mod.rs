@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use futures::FutureExt;
 
 use crate::metrics::Metrics;
-use crate::plugin::{Block, Router};
+use crate::plugin::{Block, Router, SharedRouter};
 use crate::records::SharedRecords;
 use answer::Transport;
 
@@ -166,11 +166,12 @@ impl DnsServer {
             crate::plugin::kubernetes::Kubernetes::new(records),
         )];
         let router = Router::new(vec![Block { zones, plugins }]);
-        self.serve(Arc::new(router), metrics)
+        self.serve(Arc::new(std::sync::RwLock::new(Arc::new(router))), metrics)
     }
 
-    /// Starts answering through `router`'s server blocks.
-    pub fn serve(self, router: Arc<Router>, metrics: Arc<Metrics>) -> ServerHandle {
+    /// Starts answering through `router`'s server blocks (read anew for every query, so a
+    /// replaced router takes over at once and queries in flight finish on the old one).
+    pub fn serve(self, router: SharedRouter, metrics: Arc<Metrics>) -> ServerHandle {
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for socket in self.udp {
@@ -204,7 +205,7 @@ impl ServerHandle {
 
 async fn serve_udp(
     socket: Arc<UdpSocket>,
-    router: Arc<Router>,
+    router: SharedRouter,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -231,11 +232,8 @@ async fn serve_udp(
         // Answered at once when no plugin has to wait (a cache hit, the cluster zone);
         // otherwise the query goes on in its own task and the next one is read.
         let query = buf[..len].to_vec();
-        let (r, m, s) = (
-            Arc::clone(&router),
-            Arc::clone(&metrics),
-            Arc::clone(&socket),
-        );
+        let r = current(&router);
+        let (m, s) = (Arc::clone(&metrics), Arc::clone(&socket));
         let mut answer = Box::pin(async move {
             let response = r.handle(&query, Transport::Udp, peer, local).await;
             reply_udp(&s, &m, peer, response).await;
@@ -261,9 +259,18 @@ async fn reply_udp(
     }
 }
 
+/// The router to answer the next query with.
+fn current(router: &SharedRouter) -> Arc<Router> {
+    Arc::clone(
+        &router
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+}
+
 async fn serve_tcp(
     listener: TcpListener,
-    router: Arc<Router>,
+    router: SharedRouter,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
     idle: Duration,
@@ -303,7 +310,7 @@ async fn serve_tcp(
 /// stays idle for `idle`. Queries may be pipelined: each is answered as soon as it is read.
 async fn serve_connection(
     stream: TcpStream,
-    router: &Router,
+    router: &SharedRouter,
     metrics: &Metrics,
     idle: Duration,
 ) -> io::Result<()> {
@@ -327,6 +334,7 @@ async fn serve_connection(
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(n)) => n,
         };
+        let router = current(router);
         let Some(response) = router
             .handle(&query[..n], Transport::Tcp, peer, local)
             .await

@@ -1,0 +1,181 @@
+use std::path::Path;
+
+use super::*;
+use crate::corefile;
+
+fn plan_of(text: &str) -> Result<Plan, CorefileError> {
+    let cf = corefile::parse("Corefile", text)?;
+    plan(&cf, 53, Path::new("/etc/coredns"))
+}
+
+const KUBEADM: &str = ".:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+";
+
+#[test]
+fn the_kubeadm_corefile_plans() {
+    let p = plan_of(KUBEADM).expect("valid");
+    assert_eq!(p.ports.keys().copied().collect::<Vec<_>>(), [53]);
+    let block = &p.ports[&53][0];
+    assert_eq!(block.zones, ["."]);
+    let order: Vec<&str> = block
+        .directives
+        .iter()
+        .map(|d| d.name.text.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "reload",
+            "ready",
+            "health",
+            "prometheus",
+            "errors",
+            "loadbalance",
+            "cache",
+            "kubernetes",
+            "loop",
+            "forward"
+        ],
+        "plugin.cfg order, not the order of the lines"
+    );
+    assert_eq!(
+        p.health,
+        Some(Health {
+            addr: "0.0.0.0:8080".parse().expect("addr"),
+            lameduck: Duration::from_secs(5)
+        })
+    );
+    assert_eq!(p.ready, Some("0.0.0.0:8181".parse().expect("addr")));
+    assert_eq!(p.prometheus, Some("0.0.0.0:9153".parse().expect("addr")));
+    assert_eq!(p.reload, Some((RELOAD_INTERVAL, RELOAD_JITTER)));
+    let k = p.kubernetes.expect("kubernetes");
+    assert_eq!(k.settings.ttl, 30);
+    assert_eq!(
+        k.settings.zones,
+        ["cluster.local.", "in-addr.arpa.", "ip6.arpa."]
+    );
+}
+
+#[test]
+fn the_embedded_corefile_is_kubeadms_with_the_flags() {
+    let text = embedded("cluster.local", 30, "0.0.0.0:9153".parse().expect("addr"));
+    let (ours, kubeadm) = (
+        plan_of(&text).expect("valid"),
+        plan_of(KUBEADM).expect("valid"),
+    );
+    let names = |p: &Plan| -> Vec<String> {
+        p.ports[&53][0]
+            .directives
+            .iter()
+            .map(|d| d.name.text.clone())
+            .collect()
+    };
+    assert_eq!(names(&ours), names(&kubeadm));
+    assert_eq!(
+        (
+            &ours.kubernetes,
+            &ours.health,
+            &ours.ready,
+            &ours.prometheus,
+            &ours.reload
+        ),
+        (
+            &kubeadm.kubernetes,
+            &kubeadm.health,
+            &kubeadm.ready,
+            &kubeadm.prometheus,
+            &kubeadm.reload
+        )
+    );
+    let p = plan_of(&embedded(
+        "Corp.Example.",
+        7,
+        "127.0.0.1:9999".parse().expect("addr"),
+    ))
+    .expect("valid");
+    let k = p.kubernetes.expect("kubernetes");
+    assert_eq!(
+        (k.settings.zones[0].as_str(), k.settings.ttl),
+        ("corp.example.", 7)
+    );
+    assert_eq!(p.prometheus, Some("127.0.0.1:9999".parse().expect("addr")));
+}
+
+#[test]
+fn blocks_group_by_port_and_default_port() {
+    let p = plan_of(
+        "cluster.local example.org:1053 {\n kubernetes\n}\n.:53 {\n errors\n}\n10.0.0.0/8 {\n errors\n}\n",
+    )
+    .expect("valid");
+    assert_eq!(p.ports.keys().copied().collect::<Vec<_>>(), [53, 1053]);
+    let zones53: Vec<&str> = p.ports[&53]
+        .iter()
+        .flat_map(|b| b.zones.iter().map(String::as_str))
+        .collect();
+    assert_eq!(zones53, ["cluster.local.", ".", "10.in-addr.arpa."]);
+    let k = p.kubernetes.expect("kubernetes");
+    assert_eq!(
+        k.settings.zones,
+        ["cluster.local.", "example.org."],
+        "the block's zones"
+    );
+}
+
+#[test]
+fn errors_name_the_place() {
+    let cases = [
+        (".:53 {\n bogus\n}\n", "Corefile:2:2: unknown directive \"bogus\": this agent has reload, ready, health, prometheus, errors, log, loadbalance, cache, rewrite, hosts, kubernetes, loop, forward"),
+        (".:53 {\n cache\n errors\n cache 10\n}\n", "Corefile:4:2: cache appears twice in this server block (first at Corefile:2:2)"),
+        (".:53 {\n kubernetes a.local\n}\nb.local {\n kubernetes b.local\n}\n", "Corefile:5:2: kubernetes: a second, different kubernetes block (the first is at Corefile:2:2): this agent serves one cluster"),
+        (".:53 {\n health {\n  lameduck soon\n }\n}\n", "Corefile:3:12: health: lameduck: \"soon\" is not a duration such as 500ms, 5s, 1m30s"),
+        (".:53 {\n ready 8181\n}\n", "Corefile:2:8: ready: address \"8181\": expected [HOST]:PORT such as :8080 or 127.0.0.1:8080"),
+        (".:53 {\n reload 1s\n}\n", "Corefile:2:9: reload: the interval must be at least 2s"),
+        (".:53 {\n ready :8181\n}\nexample.org {\n ready :8182\n}\n", "Corefile:5:2: ready: a different setting in another server block: one agent has one ready"),
+        (".:53 {\n}\n.:53 {\n}\n", "Corefile:3:1: zone . on port 53 is already served by the block at Corefile:1:1"),
+        (". {\n}\n.:53 {\n}\n", "Corefile:3:1: zone . on port 53 is served twice"),
+    ];
+    for (text, want) in cases {
+        let got = plan_of(text).expect_err(text).to_string();
+        assert_eq!(got, want, "{text}");
+    }
+}
+
+#[test]
+fn durations() {
+    for (text, want) in [
+        ("5s", Some(5_000)),
+        ("500ms", Some(500)),
+        ("1m30s", Some(90_000)),
+        ("2h", Some(7_200_000)),
+        ("1.5s", Some(1_500)),
+        ("30", Some(30_000)),
+        ("", None),
+        ("5x", None),
+        ("s", None),
+    ] {
+        assert_eq!(
+            parse_duration(text).map(|d| d.as_millis() as u64),
+            want,
+            "{text:?}"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! `prometheus`: CoreDNS's request and response metrics for every query through the block
+//! (see `README.md` beside this file). The endpoint itself is the agent's metrics listener.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use super::{Answer, Ctx, Next, Plugin, Setup};
+use crate::corefile::{CorefileError, Directive};
+use crate::metrics::registry::{time_buckets, Counter, Histogram, Registry};
+use crate::server::answer::{Request, Transport};
+
+/// Query types counted by name; the rest are `other` (as CoreDNS does).
+const TYPES: &[RecordType] = &[
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::HINFO,
+    RecordType::MX,
+    RecordType::NS,
+    RecordType::PTR,
+    RecordType::SOA,
+    RecordType::SRV,
+    RecordType::TXT,
+    RecordType::ANY,
+];
+
+/// Series handles of one (zone, proto, family, type).
+struct RequestSeries {
+    requests: Arc<Counter>,
+    duration: Arc<Histogram>,
+}
+
+pub struct Prometheus {
+    server: String,
+    registry: Arc<crate::metrics::Metrics>,
+    requests: RwLock<HashMap<(Arc<str>, Transport, u16), Arc<RequestSeries>>>,
+    responses: RwLock<HashMap<(Arc<str>, u16), Arc<Counter>>>,
+}
+
+/// `prometheus [ADDRESS]` (the address is the agent's, checked by `config::plan`).
+pub fn setup(d: &Directive, s: &Setup<'_>) -> Result<Arc<dyn Plugin>, CorefileError> {
+    if let Some(block) = &d.block {
+        if let Some(first) = block.first() {
+            return Err(CorefileError {
+                pos: first.name.pos.clone(),
+                message: "prometheus takes no block".to_owned(),
+            });
+        }
+    }
+    for zone in s.zones {
+        s.metrics
+            .registry
+            .gauge(
+                "coredns_plugin_enabled",
+                "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+                &[
+                    ("server", s.server),
+                    ("zone", zone),
+                    ("view", ""),
+                    ("name", "prometheus"),
+                ],
+            )
+            .set(1.0);
+    }
+    Ok(Arc::new(Prometheus {
+        server: s.server.to_owned(),
+        registry: Arc::clone(s.metrics),
+        requests: RwLock::default(),
+        responses: RwLock::default(),
+    }))
+}
+
+fn type_label(t: RecordType) -> String {
+    if TYPES.contains(&t) {
+        t.to_string()
+    } else {
+        "other".to_owned()
+    }
+}
+
+fn rcode_label(r: ResponseCode) -> String {
+    match r {
+        ResponseCode::NoError => "NOERROR".to_owned(),
+        ResponseCode::FormErr => "FORMERR".to_owned(),
+        ResponseCode::ServFail => "SERVFAIL".to_owned(),
+        ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
+        ResponseCode::NotImp => "NOTIMP".to_owned(),
+        ResponseCode::Refused => "REFUSED".to_owned(),
+        other => format!("RCODE{}", u16::from(other)),
+    }
+}
+
+impl Prometheus {
+    fn registry(&self) -> &Registry {
+        &self.registry.registry
+    }
+
+    fn request_series(&self, ctx: &Ctx, req: &Request) -> Arc<RequestSeries> {
+        let qtype = req.question.query_type();
+        let counted = if TYPES.contains(&qtype) {
+            u16::from(qtype)
+        } else {
+            0
+        };
+        let key = (Arc::clone(&ctx.zone), req.transport, counted);
+        if let Some(s) = self
+            .requests
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Arc::clone(s);
+        }
+        let proto = match req.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        };
+        let family = if ctx.client.is_ipv4() { "1" } else { "2" };
+        let t = type_label(qtype);
+        let labels = [
+            ("server", self.server.as_str()),
+            ("zone", &*ctx.zone),
+            ("view", ""),
+            ("proto", proto),
+            ("family", family),
+            ("type", t.as_str()),
+        ];
+        let series = Arc::new(RequestSeries {
+            requests: self.registry().counter(
+                "coredns_dns_requests_total",
+                "Counter of DNS requests made per zone, protocol and family.",
+                &labels,
+            ),
+            duration: self.registry().histogram(
+                "coredns_dns_request_duration_seconds",
+                "Histogram of the time (in seconds) each request took per zone.",
+                &[
+                    ("server", self.server.as_str()),
+                    ("zone", &*ctx.zone),
+                    ("view", ""),
+                    ("type", t.as_str()),
+                ],
+                &time_buckets(),
+            ),
+        });
+        self.requests
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&series));
+        series
+    }
+
+    fn response_counter(&self, ctx: &Ctx, rcode: ResponseCode) -> Arc<Counter> {
+        let key = (Arc::clone(&ctx.zone), u16::from(rcode));
+        if let Some(c) = self
+            .responses
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Arc::clone(c);
+        }
+        let r = rcode_label(rcode);
+        let c = self.registry().counter(
+            "coredns_dns_responses_total",
+            "Counter of response status codes.",
+            &[
+                ("server", self.server.as_str()),
+                ("zone", &*ctx.zone),
+                ("view", ""),
+                ("rcode", r.as_str()),
+                ("plugin", ""),
+            ],
+        );
+        self.responses
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&c));
+        c
+    }
+}
+
+impl Plugin for Prometheus {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+
+    fn serve<'a>(&'a self, ctx: &'a Ctx, req: Request, next: Next<'a>) -> Answer<'a> {
+        let series = self.request_series(ctx, &req);
+        series.requests.inc();
+        Box::pin(async move {
+            let result = next.serve(ctx, req).await;
+            let rcode = match &result {
+                Ok(m) => m.response_code(),
+                Err(_) => ResponseCode::ServFail,
+            };
+            self.response_counter(ctx, rcode).inc();
+            series
+                .duration
+                .observe(ctx.received.elapsed().as_secs_f64());
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use hickory_proto::op::{Header, Message, Query};
+    use hickory_proto::rr::Name;
+
+    use super::*;
+    use crate::metrics::Metrics;
+
+    struct Fixed(ResponseCode);
+
+    impl Plugin for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn serve<'a>(&'a self, _: &'a Ctx, req: Request, _: Next<'a>) -> Answer<'a> {
+            let m: Message = req.reply(self.0);
+            Box::pin(async move { Ok(m) })
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_requests_responses_and_durations_with_coredns_labels() {
+        let metrics = Arc::new(Metrics::default());
+        let zones = vec![".".to_owned()];
+        let setup = Setup {
+            zones: &zones,
+            dir: std::path::Path::new("."),
+            metrics: &metrics,
+            server: "dns://:53",
+        };
+        let cf =
+            crate::corefile::parse("Corefile", ".:53 {\n prometheus :9153\n}\n").expect("parses");
+        let p = super::setup(&cf.blocks[0].directives[0], &setup).expect("setup");
+        let chain: Vec<Arc<dyn Plugin>> = vec![p, Arc::new(Fixed(ResponseCode::NXDomain))];
+        let ctx = Ctx {
+            client: SocketAddr::from(([10, 0, 0, 1], 5353)),
+            local: SocketAddr::from(([127, 0, 0, 1], 53)),
+            zone: Arc::from("."),
+            received: Instant::now(),
+        };
+        let req = Request {
+            header: Header::new(),
+            question: Query::query(
+                Name::from_ascii("x.example.").expect("name"),
+                RecordType::AAAA,
+            ),
+            edns: None,
+            transport: Transport::Udp,
+        };
+        for _ in 0..3 {
+            let m = Next::chain(&chain)
+                .serve(&ctx, req.clone())
+                .await
+                .expect("answer");
+            assert_eq!(m.response_code(), ResponseCode::NXDomain);
+        }
+        let text = metrics.render(None);
+        for want in [
+            "coredns_dns_requests_total{server=\"dns://:53\",zone=\".\",view=\"\",proto=\"udp\",family=\"1\",type=\"AAAA\"} 3",
+            "coredns_dns_responses_total{server=\"dns://:53\",zone=\".\",view=\"\",rcode=\"NXDOMAIN\",plugin=\"\"} 3",
+            "coredns_dns_request_duration_seconds_count{server=\"dns://:53\",zone=\".\",view=\"\",type=\"AAAA\"} 3",
+            "coredns_plugin_enabled{server=\"dns://:53\",zone=\".\",view=\"\",name=\"prometheus\"} 1",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+    }
+}
