@@ -559,6 +559,7 @@ async fn fails_over_and_marks_the_dead_upstream_down() {
     let dead = dead_port();
     let up = fake_udp(1, 65535).await;
     let (f, _) = forward(&upstream_block(&[dead, up.addr], "health_check 1h"));
+    let ups = Arc::clone(f.upstreams());
     let chain: Vec<Arc<dyn Plugin>> = vec![Arc::new(f)];
     let c = ctx();
     for i in 1..=3 {
@@ -571,7 +572,10 @@ async fn fails_over_and_marks_the_dead_upstream_down() {
         assert_eq!(r.unwrap().answers().len(), 1);
         assert_eq!(up.queries.lock().unwrap().len(), i);
     }
-    // Not asserting on `fails` of a down upstream beyond the mark: it is skipped once down.
+    // Two failures (max_fails 2): down; the third query did not try it.
+    assert!(ups.is_down(0));
+    assert_eq!(ups.list[0].fails(), 2);
+    assert_eq!(ups.list[0].requests.get(), 2);
 }
 
 #[tokio::test]
@@ -710,4 +714,39 @@ async fn fake_udp_at(addr: SocketAddr) -> Arc<std::sync::Mutex<Vec<Message>>> {
         }
     });
     queries
+}
+
+/// The ```corefile examples of the README.
+fn readme_examples() -> Vec<corefile::Corefile> {
+    let readme = include_str!("README.md");
+    readme
+        .split("```corefile\n")
+        .skip(1)
+        .map(|rest| {
+            let text = rest.split("```").next().unwrap();
+            corefile::parse("README.md", text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+        })
+        .collect()
+}
+
+#[test]
+fn readme_examples_parse_and_set_up() {
+    let examples = readme_examples();
+    assert_eq!(examples.len(), 2);
+    for cf in examples {
+        let d = cf.blocks[0]
+            .directives_named("forward")
+            .next()
+            .expect("a forward line");
+        // The machine's /etc/resolv.conf is not read in tests: a stand-in of the same name.
+        let dir = TempDir::new("readme");
+        std::fs::write(dir.0.join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+        let mut d = d.clone();
+        for a in &mut d.args {
+            if a.text == "/etc/resolv.conf" {
+                a.text = "resolv.conf".to_owned();
+            }
+        }
+        parse(&d, &dir.0).unwrap_or_else(|e| panic!("{e}"));
+    }
 }

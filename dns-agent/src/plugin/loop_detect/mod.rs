@@ -227,10 +227,10 @@ pub fn setup(d: &Directive, s: &Setup<'_>) -> Result<Arc<dyn Plugin>, CorefileEr
     }
     let zone = s.zones.first().map_or(".", String::as_str);
     let detector = Arc::new(Detector::new(zone, exit_on_loop()));
-    PENDING
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push((s.server.to_owned(), Arc::downgrade(&detector)));
+    let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+    // Plugins set up but dropped unprobed (a failed reload, a check run) are forgotten.
+    pending.retain(|(_, weak)| weak.strong_count() > 0);
+    pending.push((s.server.to_owned(), Arc::downgrade(&detector)));
     Ok(Arc::new(Loop::new(detector)))
 }
 

@@ -241,3 +241,37 @@ async fn probe_starts_the_detectors_of_one_server() {
         "dropped plugins are forgotten"
     );
 }
+
+/// The ```corefile examples of the README.
+fn readme_examples() -> Vec<corefile::Corefile> {
+    let readme = include_str!("README.md");
+    readme
+        .split("```corefile\n")
+        .skip(1)
+        .map(|rest| {
+            let text = rest.split("```").next().unwrap();
+            corefile::parse("README.md", text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+        })
+        .collect()
+}
+
+#[test]
+fn readme_examples_parse_and_set_up() {
+    let examples = readme_examples();
+    assert_eq!(examples.len(), 1);
+    for cf in examples {
+        let d = cf.blocks[0]
+            .directives_named("loop")
+            .next()
+            .expect("a loop line");
+        let metrics = Arc::new(Metrics::default());
+        let zones = vec![".".to_owned()];
+        let s = Setup {
+            zones: &zones,
+            dir: std::path::Path::new("."),
+            metrics: &metrics,
+            server: "dns://:readme",
+        };
+        setup(d, &s).unwrap();
+    }
+}
