@@ -292,6 +292,10 @@ impl App {
                     config::build(p, &ctx).map_err(|e| AppError::Corefile(e.to_string()))?;
                 let mut shared = BTreeMap::new();
                 for (port, server) in bound {
+                    // `loop`: probe ourselves through each port once it listens.
+                    if let Some(addr) = server.local_addrs().first() {
+                        crate::plugin::loop_detect::probe(&format!("dns://:{port}"), *addr);
+                    }
                     let Some(router) = routers.get(&port) else {
                         continue;
                     };

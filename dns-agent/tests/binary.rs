@@ -7,6 +7,13 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dns-agent");
 
+/// Agents on the embedded Corefile listen on :8080 (health) and :8181 (ready): one at a time.
+fn one_agent_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn bad_flags_give_one_line_and_exit_2() {
     struct Case {
@@ -67,7 +74,47 @@ fn startup_errors_give_one_line_and_exit_1() {
 }
 
 #[test]
+fn a_broken_corefile_is_named_at_its_place_and_exit_1() {
+    let dir = std::env::temp_dir().join(format!("dns-agent-corefile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("Corefile");
+    std::fs::write(&file, ".:53 {\n    errors\n    cache thirty\n}\n").expect("write Corefile");
+    let out = Command::new(BIN)
+        .args([
+            "--corefile",
+            file.to_str().expect("utf-8"),
+            "--dns-port",
+            "0",
+        ])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run dns-agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let want = format!("dns-agent: {}:3:11: cache:", file.display());
+    assert!(
+        stderr.starts_with(&want),
+        "want {want:?}..., got {stderr:?}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    std::fs::write(&file, ".:53 {\n    bogus\n").expect("write Corefile");
+    let out = Command::new(BIN)
+        .args(["--corefile", file.to_str().expect("utf-8")])
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run dns-agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("dns-agent: {}:", file.display()))
+            && stderr.contains("missing '}'"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn serves_until_sigterm_then_exits_0() {
+    let _one = one_agent_at_a_time();
     for signal in ["-TERM", "-INT"] {
         let (mut child, lines, port) = spawn_agent(&[
             "--no-kernel",
@@ -149,6 +196,7 @@ fn query_a(port: u16, labels: &[&str]) -> Vec<[u8; 4]> {
 
 #[test]
 fn sighup_reloads_the_snapshot() {
+    let _one = one_agent_at_a_time();
     let dir = std::env::temp_dir().join(format!("dns-agent-hup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("snap.yaml");

@@ -54,10 +54,33 @@ pub fn path_str(p: &Path) -> &str {
         .unwrap_or_else(|| panic!("{} is not UTF-8", p.display()))
 }
 
+/// The Corefile of the end-to-end tests: the cluster zones with `kubernetes` alone, TTL 5, so
+/// that names outside them are REFUSED and answers are comparable with the kernel's.
+pub const E2E_COREFILE: &str = "cluster.local in-addr.arpa ip6.arpa {
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+}
+";
+
+/// [`E2E_COREFILE`] written once per process; its path.
+pub fn e2e_corefile() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("dns-agent-e2e-{}.Corefile", std::process::id()));
+    if !path.exists() {
+        std::fs::write(&path, E2E_COREFILE)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+    path
+}
+
 /// The agent's command line on `topo`'s node side: `snapshot`, then `extra`.
 pub fn agent_args(topo: &Topology, snapshot: &Path, extra: &[&str]) -> Vec<String> {
     let service = topo.service_ip().to_string();
+    let corefile = e2e_corefile();
     let mut args: Vec<String> = [
+        "--corefile",
+        path_str(&corefile),
         "--snapshot",
         path_str(snapshot),
         "--attach",

@@ -18,11 +18,12 @@ use crate::plugin::{self, Block, Plugin, Router, Setup, ORDER};
 use crate::records::SharedRecords;
 
 /// The Corefile the agent runs without `--corefile`: kubeadm's (the kube-system/coredns
-/// ConfigMap), with the cluster domain, TTL and metrics address filled in from the flags.
+/// ConfigMap), with the cluster domain, TTL and metrics address filled in from the flags, and
+/// its port left to `--dns-port` (53 by default, as kubeadm's `.:53`).
 pub fn embedded(zone: &str, ttl: u32, metrics: SocketAddr) -> String {
     let zone = zone.trim_end_matches('.');
     format!(
-        ".:53 {{
+        ". {{
     errors
     health {{
        lameduck 5s
@@ -407,6 +408,12 @@ fn setup_directive(
         "health" | "ready" | "reload" => return Ok(None),
         "kubernetes" => Arc::new(plugin::kubernetes::Kubernetes::new(ctx.records.clone())),
         "prometheus" => plugin::prometheus::setup(d, setup)?,
+        "cache" => plugin::cache::setup(d, setup)?,
+        "forward" => plugin::forward::setup(d, setup)?,
+        "hosts" => plugin::hosts::setup(d, setup)?,
+        "loadbalance" => plugin::loadbalance::setup(d, setup)?,
+        "loop" => plugin::loop_detect::setup(d, setup)?,
+        "rewrite" => plugin::rewrite::setup(d, setup)?,
         other => {
             return Err(error(
                 &d.name.pos,

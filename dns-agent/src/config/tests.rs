@@ -179,3 +179,76 @@ fn durations() {
         );
     }
 }
+
+/// Every ```corefile example of every plugin's README parses, plans and sets up.
+#[tokio::test]
+async fn every_readme_example_runs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/plugin");
+    let mut readmes: Vec<_> = std::fs::read_dir(&dir)
+        .expect("plugin directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("README.md"))
+        .filter(|p| p.exists())
+        .collect();
+    readmes.sort();
+    let mut plugins_with_examples = Vec::new();
+    let mut examples = 0;
+    for readme in &readmes {
+        let text = std::fs::read_to_string(readme).expect("README");
+        let mut found = 0;
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```corefile\n") {
+            let body = &rest[start + "```corefile\n".len()..];
+            let end = body.find("```").expect("closing fence");
+            let example = &body[..end];
+            let origin = format!("{}#{}", readme.display(), found + 1);
+            let cf = corefile::parse(&origin, example)
+                .unwrap_or_else(|e| panic!("{origin}: {e}\n{example}"));
+            let p = plan(&cf, 1053, &std::env::temp_dir())
+                .unwrap_or_else(|e| panic!("{origin}: {e}\n{example}"));
+            let settings = p
+                .kubernetes
+                .as_ref()
+                .map_or_else(crate::records::Settings::default, |k| k.settings.clone());
+            let records = SharedRecords::new(crate::records::Records::empty(&settings, 1));
+            let metrics = Arc::new(Metrics::default());
+            build(
+                &p,
+                &BuildCtx {
+                    records,
+                    metrics: &metrics,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{origin}: {e}\n{example}"));
+            found += 1;
+            rest = &body[end..];
+        }
+        if found > 0 {
+            plugins_with_examples.push(
+                readme
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+        examples += found;
+    }
+    assert!(
+        examples >= readmes.len(),
+        "{examples} examples in {} READMEs",
+        readmes.len()
+    );
+    for readme in &readmes {
+        let name = readme
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(
+            plugins_with_examples.contains(&name),
+            "{} has no ```corefile example",
+            readme.display()
+        );
+    }
+}
