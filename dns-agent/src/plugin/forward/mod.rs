@@ -316,10 +316,12 @@ impl Forward {
         loop {
             up.requests.inc();
             let query = exchange::query(question, flags);
+            // The TCP retry of a truncated answer shares the attempt's time.
+            let left = timeout.saturating_sub(start.elapsed());
             let result = if tcp {
-                exchange::tcp(up.addr, &query, timeout).await
+                exchange::tcp(up.addr, &query, left).await
             } else {
-                exchange::udp(up.addr, &query, timeout).await
+                exchange::udp(up.addr, &query, left).await
             };
             let answer = result?;
             self.observe(up, &answer, start.elapsed());
