@@ -310,7 +310,7 @@ fn zone(t: &Token) -> Result<String, CorefileError> {
 }
 
 /// A Go-style duration: `0`, or numbers with units `ms`, `s`, `m`, `h` (`1m30s`).
-fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     if text == "0" {
         return Some(Duration::ZERO);
     }
