@@ -341,3 +341,76 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Arc<Entry> {
+        Arc::new(Entry {
+            msg: Message::new(),
+            stored_ms: 0,
+            ttl: 60,
+        })
+    }
+
+    const POLICY: Policy = Policy {
+        prefetch_amount: 0,
+        prefetch_window_ms: 0,
+        prefetch_percentage: 0,
+        stale_window_ms: None,
+        stale_refresh: false,
+    };
+
+    #[test]
+    fn shards_as_coredns_sizes_them() {
+        for (capacity, shards, per_shard) in [
+            (9984, 256, 39),
+            (1024, 256, 4),
+            (5000, 256, 19),
+            (100, 16, 6),
+            (7, 1, 7),
+            (1, 1, 1),
+        ] {
+            let s = Store::new(capacity, Vec::new(), 1);
+            assert_eq!(
+                (s.shards.len(), s.shard_capacity),
+                (shards, per_shard),
+                "{capacity}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hash_collision_is_a_miss_never_the_other_answer() {
+        let s = Store::new(16, Vec::new(), 1);
+        s.insert(42, b"one", entry(), 60_000, 0);
+        assert!(matches!(s.lookup(42, b"two", 0, &POLICY), Found::Miss));
+        s.insert(42, b"two", entry(), 60_000, 0);
+        assert!(matches!(s.lookup(42, b"one", 0, &POLICY), Found::Miss));
+        assert!(matches!(
+            s.lookup(42, b"two", 0, &POLICY),
+            Found::Fresh { .. }
+        ));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn removal_keeps_the_index_of_the_moved_slot() {
+        let s = Store::new(7, Vec::new(), 1);
+        for h in 0..5u64 {
+            s.insert(h, &h.to_be_bytes(), entry(), 60_000, 0);
+        }
+        s.remove(1, &1u64.to_be_bytes());
+        for h in [0u64, 2, 3, 4] {
+            assert!(
+                matches!(
+                    s.lookup(h, &h.to_be_bytes(), 0, &POLICY),
+                    Found::Fresh { .. }
+                ),
+                "{h}"
+            );
+        }
+        assert_eq!(s.len(), 4);
+    }
+}
