@@ -141,6 +141,7 @@ fn zone_index(zones: &[Zone], name: &Name) -> Option<u16> {
 
 /// The cache key: each label (length, lower-case bytes), then type, class and the DO/CD bits.
 /// Built on the stack.
+#[derive(Clone)]
 struct Key {
     buf: [u8; 264],
     len: usize,
@@ -191,6 +192,20 @@ impl Key {
         self.buf[self.len - 1]
     }
 }
+
+/// Where a query's answer lives in the cache, worked out once per query.
+#[derive(Clone)]
+struct Slot {
+    key: Key,
+    hash: u64,
+    /// Index of the cache zone the name is under.
+    zone: u16,
+    /// `DISABLE_SUCCESS` / `DISABLE_DENIAL`: `disable` covers the name.
+    disabled: u8,
+}
+
+const DISABLE_SUCCESS: u8 = 1;
+const DISABLE_DENIAL: u8 = 2;
 
 /// The state shared with background refreshes.
 struct Inner {
@@ -322,8 +337,9 @@ impl Cache {
 }
 
 impl Inner {
-    /// The cache zone of a request the cache may answer or store, with its key and hash.
-    fn cacheable(&self, req: &Request) -> Option<(u16, Key, u64)> {
+    /// Where the answer to `req` lives, or `None` when the cache must not look (another
+    /// opcode, a zone transfer, a name outside the cache's zones).
+    fn cacheable(&self, req: &Request) -> Option<Slot> {
         if req.header.op_code() != OpCode::Query
             || matches!(
                 req.question.query_type(),
@@ -332,10 +348,25 @@ impl Inner {
         {
             return None;
         }
-        let zone = zone_index(&self.zones, req.question.name())?;
+        let name = req.question.name();
+        let zone = zone_index(&self.zones, name)?;
         let key = Key::of(req)?;
         let hash = self.hasher.hash_one(key.bytes());
-        Some((zone, key, hash))
+        let covered = |list: &[Zone], bit: u8| {
+            if list.iter().any(|z| z.contains(name)) {
+                bit
+            } else {
+                0
+            }
+        };
+        let disabled = covered(&self.disable_success, DISABLE_SUCCESS)
+            | covered(&self.disable_denial, DISABLE_DENIAL);
+        Some(Slot {
+            key,
+            hash,
+            zone,
+            disabled,
+        })
     }
 
     fn lookup(&self, hash: u64, key: &[u8], now_ms: u64) -> (Found, &Store) {
@@ -388,8 +419,8 @@ impl Inner {
 
     /// Stores the next plugin's answer to the query of `key` when it is cacheable; returns the
     /// answer for the client (TTLs capped at the cache TTL unless `keepttl`).
-    fn store(&self, mut msg: Message, key: &Key, hash: u64, zone: u16) -> Message {
-        if let Some((kind, ttl_ms)) = self.admit(&msg, key, zone) {
+    fn store(&self, mut msg: Message, slot: &Slot) -> Message {
+        if let Some((kind, ttl_ms)) = self.admit(&msg, slot) {
             let now_ms = self.clock.now_ms();
             let ttl = u32::try_from(ttl_ms / 1000).unwrap_or(u32::MAX);
             let kind_success = kind == Kind::Success;
@@ -403,8 +434,14 @@ impl Inner {
             } else {
                 (&self.denial, &self.success)
             };
-            other.remove(hash, key.bytes());
-            table.insert(hash, key.bytes(), entry, now_ms + ttl_ms, zone);
+            other.remove(slot.hash, slot.key.bytes());
+            table.insert(
+                slot.hash,
+                slot.key.bytes(),
+                entry,
+                now_ms + ttl_ms,
+                slot.zone,
+            );
             if !self.config.keepttl {
                 cap_ttls(&mut msg, ttl);
             }
@@ -413,40 +450,36 @@ impl Inner {
     }
 
     /// How `msg` is cached and for how long (ms), or `None` when it must not be.
-    fn admit(&self, msg: &Message, key: &Key, zone: u16) -> Option<(Kind, u64)> {
+    fn admit(&self, msg: &Message, slot: &Slot) -> Option<(Kind, u64)> {
         let kind = kind(msg)?;
         if let Some(q) = msg.queries().first() {
+            let key = &slot.key;
             let same = Key::new(q, key.flags()).is_some_and(|k| k.bytes() == key.bytes());
             if !same || msg.queries().len() > 1 {
-                if let Some(c) = self.counters.get(usize::from(zone)) {
+                if let Some(c) = self.counters.get(usize::from(slot.zone)) {
                     c.drops.inc();
                 }
                 return None;
             }
         }
-        let name = msg.queries().first().map(|q| q.name());
-        let disabled = |list: &[Zone]| name.is_some_and(|n| list.iter().any(|z| z.contains(n)));
+        let disabled = |bit: u8| slot.disabled & bit != 0;
         let secs =
             |ttl: u32, tier: &Tier| u64::from(ttl.max(tier.min_ttl).min(tier.max_ttl)) * 1000;
         let ms = match kind {
-            Kind::Success if !disabled(&self.disable_success) => {
+            Kind::Success if !disabled(DISABLE_SUCCESS) => {
                 secs(success_ttl(msg), &self.config.success)
             }
-            Kind::Denial if !disabled(&self.disable_denial) => {
-                secs(denial_ttl(msg), &self.config.denial)
-            }
-            Kind::ServFail if !disabled(&self.disable_denial) => {
-                self.config.servfail.as_millis() as u64
-            }
+            Kind::Denial if !disabled(DISABLE_DENIAL) => secs(denial_ttl(msg), &self.config.denial),
+            Kind::ServFail if !disabled(DISABLE_DENIAL) => self.config.servfail.as_millis() as u64,
             _ => return None,
         };
         (ms > 0).then_some((kind, ms))
     }
 
     /// Lets `key` be refreshed again after a refresh that brought nothing to store.
-    fn refresh_done(&self, key: &Key, hash: u64) {
-        self.success.refresh_done(hash, key.bytes());
-        self.denial.refresh_done(hash, key.bytes());
+    fn refresh_done(&self, slot: &Slot) {
+        self.success.refresh_done(slot.hash, slot.key.bytes());
+        self.denial.refresh_done(slot.hash, slot.key.bytes());
     }
 }
 
@@ -522,29 +555,25 @@ fn cap_ttls(msg: &mut Message, cap: u32) {
 impl Cache {
     /// Asks the rest of the chain again for `req` off the query's path and stores what comes
     /// back (what fails leaves the cached item as it is).
-    fn refresh(&self, ctx: &Ctx, req: Request, next: Next<'_>, key: &Key, hash: u64, zone: u16) {
+    fn refresh(&self, ctx: &Ctx, req: Request, next: Next<'_>, slot: &Slot) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.inner.refresh_done(key, hash);
+            self.inner.refresh_done(slot);
             return;
         };
         let inner = Arc::clone(&self.inner);
-        // The chain is owned by the server block, which outlives no task: copy its handles.
+        // The task may outlive this query's borrow of the chain: it keeps its own handles.
         let plugins: Vec<Arc<dyn Plugin>> = next.rest.to_vec();
         let ctx = ctx.clone();
-        let key = Key {
-            buf: key.buf,
-            len: key.len,
-        };
+        let slot = slot.clone();
         runtime.spawn(async move {
-            let answer = Next::chain(&plugins).serve(&ctx, req).await;
-            match answer {
+            match Next::chain(&plugins).serve(&ctx, req).await {
                 Ok(msg) if msg.response_code() != ResponseCode::ServFail => {
-                    inner.store(msg, &key, hash, zone);
+                    inner.store(msg, &slot);
                 }
-                Ok(_) => inner.refresh_done(&key, hash),
+                Ok(_) => inner.refresh_done(&slot),
                 Err(e) => {
                     log::debug!("cache: refresh failed: {e}");
-                    inner.refresh_done(&key, hash);
+                    inner.refresh_done(&slot);
                 }
             }
         });
@@ -558,13 +587,14 @@ impl Plugin for Cache {
 
     fn serve<'a>(&'a self, ctx: &'a Ctx, req: Request, next: Next<'a>) -> Answer<'a> {
         let inner = &*self.inner;
-        let Some((zone, key, hash)) = inner.cacheable(&req) else {
+        let Some(slot) = inner.cacheable(&req) else {
             return next.serve(ctx, req);
         };
+        let zone = slot.zone;
         let counters = &inner.counters[usize::from(zone)];
         counters.requests.inc();
         let now_ms = inner.clock.now_ms();
-        let (found, table) = inner.lookup(hash, key.bytes(), now_ms);
+        let (found, table) = inner.lookup(slot.hash, slot.key.bytes(), now_ms);
         match found {
             Found::Fresh { entry, refresh } => {
                 if let Some(m) = table.zone_metrics(zone) {
@@ -572,7 +602,7 @@ impl Plugin for Cache {
                 }
                 if refresh {
                     counters.prefetch.inc();
-                    self.refresh(ctx, req.clone(), next, &key, hash, zone);
+                    self.refresh(ctx, req.clone(), next, &slot);
                 }
                 let msg = inner.render(&entry, now_ms, req, false);
                 Box::pin(async move { Ok(msg) })
@@ -587,7 +617,7 @@ impl Plugin for Cache {
                         let fallback = req.clone();
                         match next.serve(ctx, req).await {
                             Ok(msg) if msg.response_code() != ResponseCode::ServFail => {
-                                Ok(inner.store(msg, &key, hash, zone))
+                                Ok(inner.store(msg, &slot))
                             }
                             other => {
                                 if let Err(e) = other {
@@ -602,7 +632,7 @@ impl Plugin for Cache {
                 _ => {
                     counters.served_stale.inc();
                     if refresh {
-                        self.refresh(ctx, req.clone(), next, &key, hash, zone);
+                        self.refresh(ctx, req.clone(), next, &slot);
                     }
                     let msg = inner.render(&entry, now_ms, req, true);
                     Box::pin(async move { Ok(msg) })
@@ -612,7 +642,7 @@ impl Plugin for Cache {
                 counters.misses.inc();
                 Box::pin(async move {
                     let msg: Message = next.serve(ctx, req).await?;
-                    Ok(inner.store(msg, &key, hash, zone))
+                    Ok(inner.store(msg, &slot))
                 })
             }
         }

@@ -845,3 +845,115 @@ async fn serve_stale_verify() {
     assert_eq!(ttls(&h.ask_a("v.example.").await), [29]);
     assert_eq!(h.calls(), 4);
 }
+
+/// The rest of the chain for refresh tests: answers the first call at once, later ones when
+/// the gate opens.
+struct Gated {
+    calls: AtomicUsize,
+    gate: Arc<tokio::sync::Notify>,
+}
+
+impl Plugin for Gated {
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+
+    fn serve<'a>(&'a self, _: &'a Ctx, req: Request, _: Next<'a>) -> Answer<'a> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if n > 0 {
+                self.gate.notified().await;
+            }
+            Ok(answer(&req, 100))
+        })
+    }
+}
+
+#[tokio::test]
+async fn one_refresh_at_a_time() {
+    let config = parse_text(".:53 {\n cache {\n  prefetch 1\n }\n}\n", &["."]).expect("valid");
+    let metrics = Metrics::default();
+    let (clock, hand) = Clock::manual();
+    let cache: Arc<dyn Plugin> = Arc::new(Cache::new(config, &metrics.registry, "s", clock));
+    let gated = Arc::new(Gated {
+        calls: AtomicUsize::new(0),
+        gate: Arc::new(tokio::sync::Notify::new()),
+    });
+    let chain: Vec<Arc<dyn Plugin>> = vec![cache, gated.clone()];
+    let ctx = Ctx {
+        client: "127.0.0.1:5353".parse().expect("addr"),
+        local: "127.0.0.1:53".parse().expect("addr"),
+        zone: Arc::from("."),
+        received: Instant::now(),
+    };
+    let ask = || Next::chain(&chain).serve(&ctx, request("hot.example.", RecordType::A));
+    let calls = || gated.calls.load(Ordering::SeqCst);
+    ask().await.expect("miss");
+    hand.advance(Duration::from_secs(91));
+    assert_eq!(ttls(&ask().await.expect("hit")), [9]);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls(), 2, "the refresh is under way");
+    hand.advance(Duration::from_millis(500));
+    assert_eq!(
+        ttls(&ask().await.expect("hit")),
+        [9],
+        "91.5 s: still 91 whole seconds"
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls(), 2, "no second refresh while one is under way");
+    gated.gate.notify_one();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    hand.advance(Duration::from_secs(1));
+    assert_eq!(
+        ttls(&ask().await.expect("hit")),
+        [99],
+        "refreshed at 91.5 s"
+    );
+    assert_eq!(calls(), 2);
+}
+
+#[tokio::test]
+async fn disable_without_a_question_in_the_answer() {
+    let h = Harness::new("cache {\n disable success\n}", |req, _| {
+        let mut m = answer(req, 300);
+        m.take_queries();
+        Ok(m)
+    });
+    h.ask_a("a.example.").await;
+    h.ask_a("a.example.").await;
+    assert_eq!(h.calls(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_queries_from_many_tasks() {
+    let h = Arc::new(Harness::new("cache", |req, _| Ok(answer(req, 300))));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let h = Arc::clone(&h);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..2000 {
+                let qname = format!("n{}.example.", (i * 7 + t) % 50);
+                let m = h.ask_a(&qname).await;
+                assert_eq!(m.answers()[0].name(), &name(&qname));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(h.cache.len(), (50, 0));
+    assert!((50..=200).contains(&h.calls()), "{} calls", h.calls());
+    assert_eq!(
+        h.metric(&format!("coredns_cache_requests_total{ROOT}")),
+        8000.0
+    );
+    let hits = h.metric(&format!("coredns_cache_hits_total{SUCCESS}"));
+    let misses = h.metric(&format!("coredns_cache_misses_total{ROOT}"));
+    assert_eq!(hits + misses, 8000.0);
+}
