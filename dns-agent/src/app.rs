@@ -166,6 +166,21 @@ impl App {
             log::warn!("{note}");
         }
 
+        // The chains first: a broken Corefile stops the start before any socket is bound.
+        let metrics = Arc::new(Metrics::default());
+        let a_names = records.a_count();
+        let records = SharedRecords::new(records);
+        let routers = match plan {
+            None => None,
+            Some(p) => {
+                let ctx = config::BuildCtx {
+                    records: records.clone(),
+                    metrics: &metrics,
+                };
+                Some(config::build(p, &ctx).map_err(|e| AppError::Corefile(e.to_string()))?)
+            }
+        };
+
         // One set of listeners per port of the Corefile (the service addresses on each).
         let ports: Vec<u16> = match plan {
             Some(p) => p.ports.keys().copied().collect(),
@@ -218,13 +233,16 @@ impl App {
                 http_listeners.push((MetricsServer::bind(addr).await?, addr, what));
             }
         }
-        let metrics = Arc::new(Metrics::default());
-        let a_names = records.a_count();
         metrics.set_records_a(a_names);
         metrics.set_ready(synced);
 
         let dataplane = match &config.kernel {
-            Some(kernel) => Some(start_dataplane(kernel, &config, kernel_port, &records)?),
+            Some(kernel) => Some(start_dataplane(
+                kernel,
+                &config,
+                kernel_port,
+                &records.load(),
+            )?),
             None => None,
         };
         if let Some(dp) = &dataplane {
@@ -261,35 +279,31 @@ impl App {
                 (listener.spawn(Arc::clone(&metrics), None), addr, what)
             })
             .collect();
+        let (zone, serial) = {
+            let r = records.load();
+            (r.zone.clone(), r.serial)
+        };
         log::info!(
             "serving {} ({} A records, serial {}) on UDP and TCP {}",
-            records.zone,
+            zone,
             a_names,
-            records.serial,
+            serial,
             dns_addrs
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let records = SharedRecords::new(records);
 
-        // The chains: every block's plugins set up in order (errors name file:line:col).
         let mut dns = Vec::new();
         let mut routers_of_ports = BTreeMap::new();
-        match plan {
+        match routers {
             None => {
                 for (_, server) in bound {
                     dns.push(server.spawn(records.clone(), Arc::clone(&metrics)));
                 }
             }
-            Some(p) => {
-                let ctx = config::BuildCtx {
-                    records: records.clone(),
-                    metrics: &metrics,
-                };
-                let routers =
-                    config::build(p, &ctx).map_err(|e| AppError::Corefile(e.to_string()))?;
+            Some(routers) => {
                 let mut shared = BTreeMap::new();
                 for (port, server) in bound {
                     // `loop`: probe ourselves through each port once it listens.

@@ -73,22 +73,44 @@ fn startup_errors_give_one_line_and_exit_1() {
     );
 }
 
+/// Runs `cmd` to its end; kills it and fails when it is still running after 10 s.
+fn exits_within(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dns-agent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("poll").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after 10 s: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 #[test]
 fn a_broken_corefile_is_named_at_its_place_and_exit_1() {
     let dir = std::env::temp_dir().join(format!("dns-agent-corefile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("Corefile");
-    std::fs::write(&file, ".:53 {\n    errors\n    cache thirty\n}\n").expect("write Corefile");
-    let out = Command::new(BIN)
-        .args([
-            "--corefile",
-            file.to_str().expect("utf-8"),
-            "--dns-port",
-            "0",
-        ])
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run dns-agent");
+    std::fs::write(&file, ".:53 {\n    errors\n    cache 3o\n}\n").expect("write Corefile");
+    let out = exits_within(
+        Command::new(BIN)
+            .args([
+                "--corefile",
+                file.to_str().expect("utf-8"),
+                "--dns-port",
+                "0",
+            ])
+            .env("RUST_LOG", "off"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let want = format!("dns-agent: {}:3:11: cache:", file.display());
@@ -98,11 +120,11 @@ fn a_broken_corefile_is_named_at_its_place_and_exit_1() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     std::fs::write(&file, ".:53 {\n    bogus\n").expect("write Corefile");
-    let out = Command::new(BIN)
-        .args(["--corefile", file.to_str().expect("utf-8")])
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run dns-agent");
+    let out = exits_within(
+        Command::new(BIN)
+            .args(["--corefile", file.to_str().expect("utf-8")])
+            .env("RUST_LOG", "off"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -18,7 +18,8 @@ use crate::plugin::{self, Block, Plugin, Router, Setup, ORDER};
 use crate::records::SharedRecords;
 
 /// The Corefile the agent runs without `--corefile`: kubeadm's (the kube-system/coredns
-/// ConfigMap), with the cluster domain, TTL and metrics address filled in from the flags, and
+/// ConfigMap, as `manifests/configmap.yaml` holds it: the cache leaves the cluster zone alone,
+/// whose answers change with the cluster), with the cluster domain, TTL and metrics address filled in from the flags, and
 /// its port left to `--dns-port` (53 by default, as kubeadm's `.:53`).
 pub fn embedded(zone: &str, ttl: u32, metrics: SocketAddr) -> String {
     let zone = zone.trim_end_matches('.');
@@ -38,7 +39,10 @@ pub fn embedded(zone: &str, ttl: u32, metrics: SocketAddr) -> String {
     forward . /etc/resolv.conf {{
        max_concurrent 1000
     }}
-    cache 30
+    cache 30 {{
+       disable success {zone}
+       disable denial {zone}
+    }}
     loop
     reload
     loadbalance
@@ -409,6 +413,8 @@ fn setup_directive(
         "kubernetes" => Arc::new(plugin::kubernetes::Kubernetes::new(ctx.records.clone())),
         "prometheus" => plugin::prometheus::setup(d, setup)?,
         "cache" => plugin::cache::setup(d, setup)?,
+        "errors" => plugin::errors::setup(d, setup)?,
+        "log" => plugin::log::setup(d, setup)?,
         "forward" => plugin::forward::setup(d, setup)?,
         "hosts" => plugin::hosts::setup(d, setup)?,
         "loadbalance" => plugin::loadbalance::setup(d, setup)?,
