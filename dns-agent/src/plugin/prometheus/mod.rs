@@ -33,11 +33,16 @@ struct RequestSeries {
     duration: Arc<Histogram>,
 }
 
+/// Request series by (zone, transport, counted query type).
+type RequestMap = HashMap<(Arc<str>, Transport, u16), Arc<RequestSeries>>;
+/// Response counters by (zone, RCODE).
+type ResponseMap = HashMap<(Arc<str>, u16), Arc<Counter>>;
+
 pub struct Prometheus {
     server: String,
     registry: Arc<crate::metrics::Metrics>,
-    requests: RwLock<HashMap<(Arc<str>, Transport, u16), Arc<RequestSeries>>>,
-    responses: RwLock<HashMap<(Arc<str>, u16), Arc<Counter>>>,
+    requests: RwLock<RequestMap>,
+    responses: RwLock<ResponseMap>,
 }
 
 /// `prometheus [ADDRESS]` (the address is the agent's, checked by `config::plan`).
