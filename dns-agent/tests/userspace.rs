@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use dns_agent::app::{self, App};
-use dns_agent::cli::{Config, SnapshotSource};
+use dns_agent::cli::{Config, CorefileSource, SnapshotSource};
 use dns_agent::snapshot;
 use hickory_proto::op::{Message, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -527,4 +527,58 @@ async fn every_service_address_answers_on_one_port() {
         );
     }
     agent.stop().await;
+}
+
+/// The options of a Corefile's `kubernetes` block shape what is served: here `namespaces`
+/// and `ttl`, and a name outside the block's zone is REFUSED (no server block for it).
+#[tokio::test]
+async fn corefile_kubernetes_options_shape_the_answers() {
+    let mut c = config();
+    c.corefile = CorefileSource::Text {
+        origin: "test Corefile".to_owned(),
+        text:
+            "cluster.local {\n    kubernetes {\n        namespaces demo\n        ttl 17\n    }\n}\n"
+                .to_owned(),
+    };
+    let app = App::start(c).await.expect("start");
+    let server = app.dns_addrs()[0];
+    let m = decode(
+        &udp(
+            server,
+            &query(1, RD, "api.demo.svc.cluster.local.", A, None),
+        )
+        .await,
+    );
+    assert_eq!(m.response_code(), ResponseCode::NoError);
+    assert_eq!(
+        answers(&m),
+        ["api.demo.svc.cluster.local. 17 A 10.96.20.30"]
+    );
+    let m = decode(
+        &udp(
+            server,
+            &query(2, RD, "web.default.svc.cluster.local.", A, None),
+        )
+        .await,
+    );
+    assert_eq!(
+        m.response_code(),
+        ResponseCode::NXDomain,
+        "default is not exposed"
+    );
+    let m = decode(&udp(server, &query(3, RD, "www.example.org.", A, None)).await);
+    assert_eq!(m.response_code(), ResponseCode::Refused);
+    app.stop().await;
+
+    // A broken block stops the start with its place.
+    let mut c = config();
+    c.corefile = CorefileSource::Text {
+        origin: "test Corefile".to_owned(),
+        text: "cluster.local {\n    kubernetes {\n        pods sometimes\n    }\n}\n".to_owned(),
+    };
+    let err = App::start(c).await.err().expect("refused").to_string();
+    assert_eq!(
+        err,
+        "test Corefile:3:14: kubernetes: pods mode \"sometimes\" is unknown: give insecure, verified or disabled"
+    );
 }

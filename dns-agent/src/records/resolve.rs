@@ -34,7 +34,7 @@ pub enum Rcode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Not in a served zone, or a would-be NXDOMAIN in a `fallthrough` zone: the rest of the
-    /// chain answers it (until issue 4 brings the chain: REFUSED).
+    /// chain answers it (the next plugin; REFUSED when no server block holds the name).
     NotOurs,
     Answer(Resolution),
 }
@@ -317,7 +317,7 @@ impl Records {
     }
 
     /// Appends the in-zone resolution of a CNAME `target` (more CNAMEs, then addresses).
-    /// Out-of-zone targets are left to the client (the forward chain comes with issue 4).
+    /// Out-of-zone targets are resolved by the rest of the chain (the `kubernetes` plugin).
     fn chase(&self, target: &str, qtype: u16, out: &mut Vec<Rr>) {
         let mut current = target.to_owned();
         for _ in 0..MAX_CNAME_CHAIN {
