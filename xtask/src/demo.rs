@@ -189,10 +189,11 @@ fn print_output(out: std::io::Result<Output>) {
     }
 }
 
-/// Stops the agent (SIGTERM, then SIGKILL after 5 s) and removes the namespaces.
+/// Stops the agent (SIGTERM, then SIGKILL after 15 s: the embedded Corefile's `health` has a
+/// 5 s lame duck) and removes the namespaces.
 fn stop(agent: Process, topo: Topology) -> Result<()> {
-    sh::step("stop dns-agent and remove the namespaces");
-    let result = agent.stop(Duration::from_secs(5));
+    sh::step("stop dns-agent and remove the namespaces (after its 5 s lame duck)");
+    let result = agent.stop(Duration::from_secs(15));
     drop(topo);
     let out = result.map_err(|e| anyhow!("cannot stop dns-agent: {e}"))?;
     eprintln!("dns-agent stopped ({}); namespaces removed", out.status);
