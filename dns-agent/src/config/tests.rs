@@ -255,3 +255,44 @@ async fn every_readme_example_runs() {
         );
     }
 }
+
+/// The Corefile of `manifests/configmap.yaml` (kubeadm's, unchanged) plans and sets up.
+#[tokio::test]
+async fn the_configmap_corefile_runs() {
+    let yaml = include_str!("../../../manifests/configmap.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("configmap yaml");
+    let text = doc["data"]["Corefile"].as_str().expect("data.Corefile");
+    let cf = corefile::parse("configmap Corefile", text).expect("parses");
+    let p = plan(&cf, 53, Path::new("/etc/dns-agent")).expect("plans");
+    let k = p.kubernetes.clone().expect("kubernetes");
+    assert_eq!(k.settings.ttl, 30);
+    let records = SharedRecords::new(crate::records::Records::empty(&k.settings, 1));
+    let metrics = Arc::new(Metrics::default());
+    let routers = build(
+        &p,
+        &BuildCtx {
+            records,
+            metrics: &metrics,
+        },
+    )
+    .expect("sets up");
+    assert_eq!(routers.keys().copied().collect::<Vec<_>>(), [53]);
+    // The chain holds every query plugin of the file, in plugin.cfg order.
+    let chain: Vec<&str> = routers[&53].blocks()[0]
+        .plugins
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            "prometheus",
+            "errors",
+            "loadbalance",
+            "cache",
+            "kubernetes",
+            "loop",
+            "forward"
+        ]
+    );
+}

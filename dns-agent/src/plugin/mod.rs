@@ -2,16 +2,16 @@
 //! server block that serves its name, in the fixed order of [`ORDER`] (as CoreDNS's
 //! `plugin.cfg`), each one answering it or handing it to the next.
 
-pub mod errors;
-pub mod hosts;
-pub mod forward;
 pub mod cache;
+pub mod errors;
+pub mod forward;
+pub mod hosts;
 pub mod kubernetes;
-pub mod loop_detect;
 pub mod loadbalance;
 pub mod log;
-pub mod rewrite;
+pub mod loop_detect;
 pub mod prometheus;
+pub mod rewrite;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -148,6 +148,11 @@ pub struct Router {
 impl Router {
     pub fn new(blocks: Vec<Block>) -> Self {
         Router { blocks }
+    }
+
+    /// The server blocks, in Corefile order.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
     }
 
     /// The block serving `key` (lower-case FQDN) and the zone that matched: the longest zone
