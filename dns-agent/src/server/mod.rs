@@ -2,13 +2,16 @@
 //! passes up.
 
 pub mod answer;
+mod batch;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use std::os::fd::AsRawFd;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -216,30 +219,69 @@ async fn serve_udp(
             return;
         }
     };
-    let mut buf = vec![0u8; 65_535];
+    let fd = socket.as_raw_fd();
+    let mut batch = batch::RecvBatch::default();
+    let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(batch::BATCH);
     loop {
-        let (len, peer) = tokio::select! {
+        tokio::select! {
             _ = stopped.changed() => return,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on Linux; keep serving.
-                    log::debug!("UDP receive: {e}");
+            ready = socket.readable() => {
+                if let Err(e) = ready {
+                    log::warn!("UDP listener {local}: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-            },
-        };
-        // Answered at once when no plugin has to wait (a cache hit, the cluster zone);
-        // otherwise the query goes on in its own task and the next one is read.
-        let query = buf[..len].to_vec();
+            }
+        }
+        match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on Linux; keep serving.
+                log::debug!("UDP receive: {e}");
+                continue;
+            }
+        }
         let r = current(&router);
-        let (m, s) = (Arc::clone(&metrics), Arc::clone(&socket));
-        let mut answer = Box::pin(async move {
-            let response = r.handle(&query, Transport::Udp, peer, local).await;
-            reply_udp(&s, &m, peer, response).await;
-        });
-        if (&mut answer).now_or_never().is_none() {
-            tokio::spawn(answer);
+        for (query, peer) in batch.datagrams() {
+            // Answered at once when no plugin has to wait (a cache hit, the cluster zone),
+            // and sent with the batch; otherwise the query goes on in its own task.
+            let query = query.to_vec();
+            let r = Arc::clone(&r);
+            let mut answer =
+                Box::pin(async move { r.handle(&query, Transport::Udp, peer, local).await });
+            match (&mut answer).now_or_never() {
+                Some(Some(response)) => {
+                    metrics.count_response(response.rcode);
+                    out.push((response.bytes, peer));
+                }
+                Some(None) => {}
+                None => {
+                    let (m, s) = (Arc::clone(&metrics), Arc::clone(&socket));
+                    tokio::spawn(async move {
+                        let response = answer.await;
+                        reply_udp(&s, &m, peer, response).await;
+                    });
+                }
+            }
+        }
+        send_batch(&socket, &mut out).await;
+    }
+}
+
+/// Sends `out` (one system call per batch) and empties it; what the socket does not take at
+/// once is sent one by one.
+async fn send_batch(socket: &UdpSocket, out: &mut Vec<(Vec<u8>, SocketAddr)>) {
+    if out.is_empty() {
+        return;
+    }
+    let fd = socket.as_raw_fd();
+    let sent = socket
+        .try_io(Interest::WRITABLE, || batch::send(fd, out))
+        .unwrap_or(0);
+    for (bytes, peer) in out.drain(..).skip(sent) {
+        if let Err(e) = socket.send_to(&bytes, peer).await {
+            log::debug!("UDP send to {peer}: {e}");
         }
     }
 }
