@@ -76,11 +76,20 @@ pub fn e2e_corefile() -> PathBuf {
 
 /// The agent's command line on `topo`'s node side: `snapshot`, then `extra`.
 pub fn agent_args(topo: &Topology, snapshot: &Path, extra: &[&str]) -> Vec<String> {
+    agent_args_with(topo, &e2e_corefile(), snapshot, extra)
+}
+
+/// [`agent_args`] with another Corefile than [`E2E_COREFILE`].
+pub fn agent_args_with(
+    topo: &Topology,
+    corefile: &Path,
+    snapshot: &Path,
+    extra: &[&str],
+) -> Vec<String> {
     let service = topo.service_ip().to_string();
-    let corefile = e2e_corefile();
     let mut args: Vec<String> = [
         "--corefile",
-        path_str(&corefile),
+        path_str(corefile),
         "--snapshot",
         path_str(snapshot),
         "--attach",
@@ -121,12 +130,24 @@ impl Agent {
         extra: &[&str],
         probe: (&str, Ipv4Addr),
     ) -> Agent {
+        Agent::start_with_corefile(topo, &e2e_corefile(), snapshot, extra, probe)
+    }
+
+    /// [`Agent::start_with`] running `corefile` instead of [`E2E_COREFILE`] (its cluster zone
+    /// must answer `probe`).
+    pub fn start_with_corefile(
+        topo: &Topology,
+        corefile: &Path,
+        snapshot: &Path,
+        extra: &[&str],
+        probe: (&str, Ipv4Addr),
+    ) -> Agent {
         let log = std::env::temp_dir().join(format!(
             "dns-agent-e2e-{}-{}.log",
             topo.node_ns(),
             std::process::id()
         ));
-        let args = agent_args(topo, snapshot, extra);
+        let args = agent_args_with(topo, corefile, snapshot, extra);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = topo
             .command(topo.node_ns(), path_str(&agent_bin()), &refs)

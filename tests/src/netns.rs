@@ -209,13 +209,52 @@ impl Topology {
         c
     }
 
+    /// Name of the upstream namespace [`Topology::add_upstream`] creates (`<prefix>-up`).
+    fn upstream_ns(&self) -> String {
+        let prefix = self.node_ns.strip_suffix("-node").unwrap_or(&self.node_ns);
+        format!("{prefix}-up")
+    }
+
+    /// Adds a third namespace, `<prefix>-up`, joined to the node namespace by a second veth
+    /// pair on a /28 of 10.201.0.0/16: the node end gets the first address, the upstream end
+    /// `count` (1 to 13) addresses after it, for servers the node can reach (the pod cannot:
+    /// the node does not forward). Dropping the returned guard, or the topology, deletes it.
+    pub fn add_upstream(&self, count: usize) -> io::Result<UpstreamNet> {
+        if !(1..=13).contains(&count) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("an upstream namespace holds 1 to 13 addresses, not {count}"),
+            ));
+        }
+        let base = self.node_if.strip_suffix('n').unwrap_or(&self.node_if);
+        let prefix = self.node_ns.strip_suffix("-node").unwrap_or(&self.node_ns);
+        let index = (fnv1a(prefix) % 4_096) as u32;
+        let first = u32::from(Ipv4Addr::new(10, 201, 0, 0)) + index * 16 + 1;
+        let net = UpstreamNet {
+            ns: self.upstream_ns(),
+            node_ns: self.node_ns.clone(),
+            node_if: format!("{base}u"),
+            up_if: format!("{base}s"),
+            node_addr: Ipv4Addr::from(first),
+            addrs: (1..=count as u32)
+                .map(|i| Ipv4Addr::from(first + i))
+                .collect(),
+        };
+        // From here on, `net` is dropped (and so torn down) on any error.
+        net.remove();
+        net.build()?;
+        Ok(net)
+    }
+
     fn resolv_dir(&self) -> PathBuf {
         PathBuf::from("/etc/netns").join(&self.pod_ns)
     }
 
     /// Kills what runs in our namespaces and deletes them; every step is best effort.
     fn remove_namespaces(&self) {
-        for ns in [&self.pod_ns, &self.node_ns] {
+        // An upstream namespace (see `add_upstream`) goes first: it hangs off the node.
+        let upstream = self.upstream_ns();
+        for ns in [&upstream, &self.pod_ns, &self.node_ns] {
             if !PathBuf::from("/run/netns").join(ns).exists() {
                 continue;
             }
@@ -230,6 +269,96 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         self.remove_namespaces();
+    }
+}
+
+/// The upstream namespace of a [`Topology`] (see [`Topology::add_upstream`]): a veth pair from
+/// the node to `<prefix>-up`. Dropping the value kills whatever still runs there and deletes it
+/// (which destroys the pair).
+#[derive(Debug)]
+pub struct UpstreamNet {
+    ns: String,
+    node_ns: String,
+    node_if: String,
+    up_if: String,
+    node_addr: Ipv4Addr,
+    addrs: Vec<Ipv4Addr>,
+}
+
+impl UpstreamNet {
+    fn build(&self) -> io::Result<()> {
+        let (node, up) = (self.node_ns.as_str(), self.ns.as_str());
+        run("ip", &["netns", "add", up])?;
+        run(
+            "ip",
+            &[
+                "-n",
+                node,
+                "link",
+                "add",
+                &self.node_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &self.up_if,
+                "netns",
+                up,
+            ],
+        )?;
+        let node_cidr = format!("{}/28", self.node_addr);
+        run("ip", &["-n", up, "link", "set", "lo", "up"])?;
+        run(
+            "ip",
+            &["-n", node, "addr", "add", &node_cidr, "dev", &self.node_if],
+        )?;
+        for addr in &self.addrs {
+            let cidr = format!("{addr}/28");
+            run("ip", &["-n", up, "addr", "add", &cidr, "dev", &self.up_if])?;
+        }
+        run("ip", &["-n", node, "link", "set", &self.node_if, "up"])?;
+        run("ip", &["-n", up, "link", "set", &self.up_if, "up"])?;
+        Ok(())
+    }
+
+    /// Name of the namespace (`<prefix>-up`).
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+
+    /// The upstream end's addresses, in order.
+    pub fn addrs(&self) -> &[Ipv4Addr] {
+        &self.addrs
+    }
+
+    /// Address of the node end of the veth (where queries to the upstreams come from).
+    pub fn node_addr(&self) -> Ipv4Addr {
+        self.node_addr
+    }
+
+    /// A `Command` that runs `cmd args...` in the upstream namespace.
+    pub fn command(&self, cmd: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, cmd]).args(args);
+        c
+    }
+
+    /// Runs `cmd args...` in the upstream namespace and collects its output.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> io::Result<Output> {
+        self.command(cmd, args).stdin(Stdio::null()).output()
+    }
+
+    fn remove(&self) {
+        if PathBuf::from("/run/netns").join(&self.ns).exists() {
+            kill_namespace_processes(&self.ns);
+            let _ = quiet("ip", &["netns", "del", &self.ns]);
+        }
+    }
+}
+
+impl Drop for UpstreamNet {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -313,7 +442,7 @@ fn terminate(child: &mut Child, grace: Duration) {
     let _ = child.kill();
 }
 
-/// Deletes the namespaces `<base>-<pid>-node|pod` whose process `pid` no longer exists.
+/// Deletes the namespaces `<base>-<pid>-node|pod|up` whose process `pid` no longer exists.
 fn remove_dead_owners(base: &str) {
     let Ok(entries) = std::fs::read_dir("/run/netns") else {
         return;
@@ -327,6 +456,7 @@ fn remove_dead_owners(base: &str) {
         let Some(pid) = rest
             .strip_suffix("-node")
             .or_else(|| rest.strip_suffix("-pod"))
+            .or_else(|| rest.strip_suffix("-up"))
         else {
             continue;
         };

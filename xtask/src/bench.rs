@@ -124,15 +124,15 @@ struct Row {
 
 /// What dnsperf printed at the end of a run.
 #[derive(Debug, Default, Clone, Copy)]
-struct Dnsperf {
-    sent: u64,
-    completed: u64,
-    lost_pct: f64,
-    qps: f64,
-    avg_latency_s: f64,
+pub(crate) struct Dnsperf {
+    pub(crate) sent: u64,
+    pub(crate) completed: u64,
+    pub(crate) lost_pct: f64,
+    pub(crate) qps: f64,
+    pub(crate) avg_latency_s: f64,
 }
 
-const METRICS_ADDR: &str = "127.0.0.1:9153";
+pub(crate) const METRICS_ADDR: &str = "127.0.0.1:9153";
 
 /// UDP sockets (source ports) of the latency probe.
 const PROBE_SOCKETS: usize = 8;
@@ -449,7 +449,7 @@ fn run_probe(
 }
 
 /// Builds the release agent (its build script builds the eBPF object) and returns its path.
-fn build_agent(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build_agent(root: &Path) -> Result<PathBuf> {
     eprintln!("==> build the release agent");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
@@ -618,7 +618,7 @@ fn kernel_responses(topo: &Topology) -> Result<u64> {
 /// which misses work that a timer wakes up and that finishes before the next tick (a
 /// rate-limited dnsperf does exactly that).
 #[derive(Clone, Copy, Debug)]
-struct CpuSample {
+pub(crate) struct CpuSample {
     at: Instant,
     /// idle + iowait, in USER_HZ ticks (from the exact idle clocks).
     idle: u64,
@@ -627,7 +627,7 @@ struct CpuSample {
 }
 
 impl CpuSample {
-    fn now() -> Result<CpuSample> {
+    pub(crate) fn now() -> Result<CpuSample> {
         let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
         let at = Instant::now();
         let line = stat.lines().next().context("/proc/stat is empty")?;
@@ -648,7 +648,7 @@ impl CpuSample {
     }
 
     /// Busy CPU milliseconds of the whole machine since `earlier`: (exact, tick-sampled).
-    fn busy_ms_since(&self, earlier: &CpuSample) -> (f64, f64) {
+    pub(crate) fn busy_ms_since(&self, earlier: &CpuSample) -> (f64, f64) {
         let tick_ms = 1000.0 / clock_ticks() as f64;
         let wall_ms = self.at.duration_since(earlier.at).as_secs_f64() * 1000.0;
         let idle_ms = self.idle.saturating_sub(earlier.idle) as f64 * tick_ms;
@@ -660,7 +660,7 @@ impl CpuSample {
 
 /// Waits (up to 30 s) for the machine to be less than 10 % busy with other work; returns the
 /// last background load seen.
-fn wait_quiet() -> Result<f64> {
+pub(crate) fn wait_quiet() -> Result<f64> {
     let mut load = background_load()?;
     for _ in 0..30 {
         if load < 0.10 {
@@ -680,7 +680,7 @@ fn background_load() -> Result<f64> {
 }
 
 /// Jiffies per second (`getconf CLK_TCK`, 100 on Linux).
-fn clock_ticks() -> u64 {
+pub(crate) fn clock_ticks() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -690,16 +690,16 @@ fn clock_ticks() -> u64 {
 }
 
 /// A scratch directory (query file, agent logs) removed when dropped, errors included.
-struct WorkDir(PathBuf);
+pub(crate) struct WorkDir(PathBuf);
 
 impl WorkDir {
-    fn create() -> Result<WorkDir> {
+    pub(crate) fn create() -> Result<WorkDir> {
         let dir = std::env::temp_dir().join(format!("dns-agent-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(WorkDir(dir))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -744,7 +744,7 @@ impl Drop for BpfStats {
 }
 
 /// Reads the final statistics dnsperf prints.
-fn parse_dnsperf(text: &str) -> Result<Dnsperf> {
+pub(crate) fn parse_dnsperf(text: &str) -> Result<Dnsperf> {
     let value = |label: &str| -> Result<&str> {
         text.lines()
             .find_map(|l| l.trim().strip_prefix(label))
@@ -919,12 +919,12 @@ fn load_label(load: Load) -> String {
     }
 }
 
-fn path_str(p: &Path) -> Result<&str> {
+pub(crate) fn path_str(p: &Path) -> Result<&str> {
     p.to_str()
         .with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -932,11 +932,11 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn cpus() -> usize {
+pub(crate) fn cpus() -> usize {
     thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "?".into(), |s| s.trim().to_string())
 }

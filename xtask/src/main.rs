@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, eBPF build, demo, tests and benchmarks of dns-agent in one tool.
 
 mod bench;
+mod bench_cache;
 mod demo;
 mod ebpf_build;
 mod latency_probe;
@@ -48,6 +49,7 @@ enum Cmd {
     /// Measure the kernel path, a reflect baseline and userspace with dnsperf (see `bench --help`).
     /// With `--watch`: the watch path instead (initial sync of 100,000 services, change latency;
     /// options `--services`, `--endpoints`, `--namespaces`, `--changes`, `--kernel attach|load|off`).
+    /// With `--cache`: the agent's userspace cache hits against Knot DNS with one UDP worker.
     #[command(disable_help_flag = true)]
     Bench {
         /// Options of the benchmark driver.
@@ -71,6 +73,9 @@ fn main() -> Result<()> {
         Cmd::Test => suite::run(&root),
         Cmd::Bench { args } if args.iter().any(|a| a == "--watch") => {
             watch_bench::run(&root, args.into_iter().filter(|a| a != "--watch").collect())
+        }
+        Cmd::Bench { args } if args.iter().any(|a| a == "--cache") => {
+            bench_cache::run(&root, args.into_iter().filter(|a| a != "--cache").collect())
         }
         Cmd::Bench { args } => bench::run(&root, args),
         Cmd::LatencyProbe(args) => return latency_probe::run(&args),

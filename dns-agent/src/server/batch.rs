@@ -223,7 +223,7 @@ mod tests {
         let _ = batch.recv(server.as_raw_fd());
         assert_eq!(batch.datagrams().count(), 0);
 
-        let out: Vec<(Vec<u8>, SocketAddr)> = got.into_iter().map(|(b, a)| (b, a)).collect();
+        let out: Vec<(Vec<u8>, SocketAddr)> = got;
         assert_eq!(send(server.as_raw_fd(), &out).expect("sendmmsg"), 40);
         client
             .set_read_timeout(Some(std::time::Duration::from_secs(2)))

@@ -21,20 +21,24 @@ pub fn setup(d: &Directive, _s: &Setup<'_>) -> Result<Arc<dyn Plugin>, CorefileE
     match d.args.as_slice() {
         [] => {}
         [policy] if policy.text == "round_robin" => {}
-        [policy] => return Err(CorefileError::new(
-            &policy.pos,
-            format!(
+        [policy] => {
+            return Err(CorefileError::new(
+                &policy.pos,
+                format!(
                 "loadbalance: policy {:?}: expected round_robin (the only policy this agent has)",
                 policy.text
             ),
-        )),
-        [_, extra, ..] => return Err(CorefileError::new(
-            &extra.pos,
-            format!(
+            ))
+        }
+        [_, extra, ..] => {
+            return Err(CorefileError::new(
+                &extra.pos,
+                format!(
                 "loadbalance: unexpected argument {:?}: expected at most one policy (round_robin)",
                 extra.text
             ),
-        )),
+            ))
+        }
     }
     if let Some(option) = d.block_directives().first() {
         return Err(CorefileError::new(

@@ -151,23 +151,24 @@ fn rule(field: &Token, args: &[Token], stop: bool) -> Result<Rewrite, CorefileEr
         }
         _ => ("exact", args),
     };
-    let (from, to, rest) =
-        match args {
-            [from, to, rest @ ..] => (from, to, rest),
-            [only] => return Err(CorefileError::new(
+    let (from, to, rest) = match args {
+        [from, to, rest @ ..] => (from, to, rest),
+        [only] => {
+            return Err(CorefileError::new(
                 &only.pos,
                 format!(
                     "rewrite: name {kind} {:?}: expected FROM TO (the name to write is missing)",
                     only.text
                 ),
-            )),
-            [] => {
-                return Err(CorefileError::new(
-                    &field.pos,
-                    format!("rewrite: name: expected [{MATCH_TYPES}] FROM TO"),
-                ))
-            }
-        };
+            ))
+        }
+        [] => {
+            return Err(CorefileError::new(
+                &field.pos,
+                format!("rewrite: name: expected [{MATCH_TYPES}] FROM TO"),
+            ))
+        }
+    };
     let matcher = match kind {
         "exact" => Match::Exact(fqdn(&from.text)),
         "prefix" => Match::Prefix(from.text.to_ascii_lowercase()),
