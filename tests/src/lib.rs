@@ -1,5 +1,6 @@
 //! Shared helpers of the privileged end-to-end tests.
 pub mod agent;
 pub mod expected;
+pub mod knot;
 pub mod netns;
 pub mod test_run;
