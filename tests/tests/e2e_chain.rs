@@ -550,6 +550,7 @@ fn forward_fails_over_to_the_second_upstream_and_back() {
         took < Duration::from_millis(2_500),
         "failover took {took:?} (at most one attempt of 2 s)"
     );
+    eprintln!("failover to the second upstream took {took:?}");
     // The first is now marked down (max_fails 1): straight to the second.
     for _ in 0..3 {
         let (r, took) = who(&chain);
@@ -563,6 +564,10 @@ fn forward_fails_over_to_the_second_upstream_and_back() {
         let (r, _) = who(&chain);
         assert_eq!(r.status(), "NOERROR", "{}", r.out.text);
         if r.data("A") == strings(&[first]) {
+            eprintln!(
+                "the first upstream answers again {:?} after its restart",
+                back.elapsed()
+            );
             break;
         }
         assert!(
@@ -736,6 +741,8 @@ fn reload_applies_a_new_corefile_and_keeps_the_old_one_when_broken() {
         failures.len()
     );
     assert!(count >= 30, "only {count} background queries");
-    eprintln!("reload applied after {applied_after:?}; {count} background queries");
+    eprintln!(
+        "reload applied after {applied_after:?}; {count} background queries; refused: {error}"
+    );
     chain.stop();
 }

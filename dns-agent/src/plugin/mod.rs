@@ -143,11 +143,19 @@ pub type SharedRouter = Arc<std::sync::RwLock<Arc<Router>>>;
 /// each query and runs its chain.
 pub struct Router {
     blocks: Vec<Block>,
+    /// Every (zone, block index), longest zone first: the first that holds a name wins.
+    zones: Vec<(Arc<str>, usize)>,
 }
 
 impl Router {
     pub fn new(blocks: Vec<Block>) -> Self {
-        Router { blocks }
+        let mut zones: Vec<(Arc<str>, usize)> = blocks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.zones.iter().map(move |z| (Arc::from(z.as_str()), i)))
+            .collect();
+        zones.sort_by_key(|(z, _)| std::cmp::Reverse(z.len()));
+        Router { blocks, zones }
     }
 
     /// The server blocks, in Corefile order.
@@ -158,11 +166,14 @@ impl Router {
     /// The block serving `key` (lower-case FQDN) and the zone that matched: the longest zone
     /// of any block that holds the name.
     pub fn block_for(&self, key: &str) -> Option<(&Block, &str)> {
-        self.blocks
+        self.zone_for(key).map(|(b, z)| (b, &**z))
+    }
+
+    fn zone_for(&self, key: &str) -> Option<(&Block, &Arc<str>)> {
+        self.zones
             .iter()
-            .flat_map(|b| b.zones.iter().map(move |z| (b, z.as_str())))
-            .filter(|(_, z)| crate::records::in_zone(key, z))
-            .max_by_key(|(_, z)| z.len())
+            .find(|(z, _)| crate::records::in_zone(key, z))
+            .map(|(z, i)| (&self.blocks[*i], z))
     }
 
     /// The response to one received message, or `None` when nothing must be sent back.
@@ -179,14 +190,14 @@ impl Router {
             Parsed::Query(req) => req,
         };
         let key = req.key();
-        let Some((block, zone)) = self.block_for(&key) else {
+        let Some((block, zone)) = self.zone_for(&key) else {
             // No server block for this name: REFUSED, as CoreDNS answers.
             return answer::finish(&req, &req.reply(ResponseCode::Refused));
         };
         let ctx = Ctx {
             client,
             local,
-            zone: Arc::from(zone),
+            zone: Arc::clone(zone),
             received: Instant::now(),
         };
         let msg = match Next::chain(&block.plugins).serve(&ctx, req.clone()).await {
