@@ -179,6 +179,11 @@ impl Knot {
     /// Stops `knotd` (SIGTERM, waited for); the zone and config stay for [`Knot::restart`].
     pub fn stop(&mut self) {
         if let Some(proc) = self.proc.take() {
+            // A paused knotd would only act on SIGTERM once continued.
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &proc.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
             let _ = proc.stop(Duration::from_secs(5));
         }
     }
@@ -187,6 +192,31 @@ impl Knot {
     pub fn restart(&mut self, net: &UpstreamNet) {
         assert!(self.proc.is_none(), "knotd on {} still runs", self.addr);
         self.spawn(net);
+    }
+
+    /// Freezes `knotd` (SIGSTOP): queries are neither answered nor refused, as with an
+    /// upstream that went silent. [`Knot::resume`] undoes it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused `knotd` run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self
+            .proc
+            .as_ref()
+            .unwrap_or_else(|| panic!("knotd on {} is stopped", self.addr))
+            .id()
+            .to_string();
+        let status = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} {pid}: {status}");
     }
 
     /// Whether `knotd` runs.

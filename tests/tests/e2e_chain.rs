@@ -518,8 +518,9 @@ fn serve_stale_answers_when_every_upstream_is_down() {
     chain.stop();
 }
 
-/// `policy sequential` with the first upstream stopped: answers come from the second within
-/// one attempt's time; once the first is back its health check brings it back into use.
+/// `policy sequential` with the first upstream stopped (refused at once) or silent (a timeout):
+/// answers come from the second within one attempt's time, then straight from it while the
+/// first is marked down; once the first is back its health check brings it back into use.
 #[test]
 fn forward_fails_over_to_the_second_upstream_and_back() {
     let mut chain = Chain::start("e2e-chain-failover", false);
@@ -576,6 +577,20 @@ fn forward_fails_over_to_the_second_upstream_and_back() {
         );
         thread::sleep(Duration::from_millis(100));
     }
+
+    // A silent upstream (frozen: no answer, no ICMP error) costs one attempt's time, 2 s.
+    chain.knots[0].pause();
+    let (r, took) = who(&chain);
+    r.expect_addrs("A", &[second]);
+    assert!(
+        took < Duration::from_millis(3_000),
+        "failover from a silent upstream took {took:?} (one attempt of 2 s)"
+    );
+    eprintln!("failover from a silent upstream took {took:?}");
+    let (r, took) = who(&chain);
+    r.expect_addrs("A", &[second]);
+    assert!(took < Duration::from_millis(500), "marked down: {took:?}");
+    chain.knots[0].resume();
     chain.stop();
 }
 
