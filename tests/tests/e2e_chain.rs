@@ -36,7 +36,8 @@ const CACHE_MIN_TTL: u64 = 5;
 
 /// The Corefile of these tests: the cluster zones answered by `kubernetes` (as the other
 /// end-to-end tests), everything else cached and forwarded to the Knot instances in order.
-/// `reload` and `hosts` are the lines [`Corefile::text`] may add.
+/// `reload` adds `reload 2s`; `hosts` adds an entry for `reloaded.test` (10.9.9.9), other
+/// names falling through to the cache and forward.
 fn corefile_text(upstreams: &[Ipv4Addr], reload: bool, hosts: bool) -> String {
     let to: Vec<String> = upstreams.iter().map(Ipv4Addr::to_string).collect();
     let reload = if reload { "    reload 2s\n" } else { "" };
@@ -706,7 +707,7 @@ fn reload_applies_a_new_corefile_and_keeps_the_old_one_when_broken() {
     }
     let applied_after = written.elapsed();
 
-    // A broken Corefile: `cache 3o` on line 12 (after reload and the 4 hosts lines), column 11.
+    // A broken Corefile: `cache 3o`; the error is at the token "3o" (column 11).
     let good = corefile_text(&upstreams, true, true);
     let broken = good.replace("    cache 30 {", "    cache 3o {");
     let line = 1 + broken
