@@ -192,7 +192,7 @@ impl Router {
         let key = req.key();
         let Some((block, zone)) = self.zone_for(&key) else {
             // No server block for this name: REFUSED, as CoreDNS answers.
-            return answer::finish(&req, &req.reply(ResponseCode::Refused));
+            return answer::finish_owned(&req, req.reply(ResponseCode::Refused));
         };
         let ctx = Ctx {
             client,
@@ -207,6 +207,6 @@ impl Router {
                 req.reply(ResponseCode::ServFail)
             }
         };
-        answer::finish(&req, &msg)
+        answer::finish_owned(&req, msg)
     }
 }

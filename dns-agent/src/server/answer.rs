@@ -162,33 +162,58 @@ pub fn parse(query: &[u8], transport: Transport) -> Parsed {
 /// answer's flags, RCODE and sections, the query's OPT echoed (any OPT in `msg` is dropped);
 /// truncated (TC=1, question and OPT only) when larger than the client accepts.
 pub fn finish(req: &Request, msg: &Message) -> Option<Response> {
+    encode_answer(
+        req,
+        msg.header(),
+        msg.response_code(),
+        msg.answers().to_vec(),
+        msg.name_servers().to_vec(),
+        msg.additionals().to_vec(),
+    )
+}
+
+/// [`finish`] taking the answer by value: its records move into the response unclones.
+pub fn finish_owned(req: &Request, mut msg: Message) -> Option<Response> {
+    let header = *msg.header();
+    let rcode = msg.response_code();
+    let (answers, authority, additional) = (
+        msg.take_answers(),
+        msg.take_name_servers(),
+        msg.take_additionals(),
+    );
+    encode_answer(req, &header, rcode, answers, authority, additional)
+}
+
+fn encode_answer(
+    req: &Request,
+    h: &Header,
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+    authority: Vec<Record>,
+    mut additional: Vec<Record>,
+) -> Option<Response> {
     let mut header = Header::response_from_request(&req.header);
-    let h = msg.header();
     header.set_authoritative(h.authoritative());
     header.set_recursion_available(h.recursion_available());
     header.set_authentic_data(h.authentic_data());
     header.set_checking_disabled(h.checking_disabled());
     header.set_truncated(h.truncated());
-    header.set_response_code(msg.response_code());
+    header.set_response_code(rcode);
     let opt = req.edns.map(|e| {
         let opt = Opt {
             udp_size: e.udp_size,
             version: 0,
             dnssec_ok: e.dnssec_ok,
         };
-        (opt, (u16::from(msg.response_code()) >> 4) as u8)
+        (opt, (u16::from(rcode) >> 4) as u8)
     });
+    additional.retain(|r| r.record_type() != RecordType::OPT);
     let reply = Reply {
         header,
         query: Some(req.question.clone()),
-        answers: msg.answers().to_vec(),
-        authority: msg.name_servers().to_vec(),
-        additional: msg
-            .additionals()
-            .iter()
-            .filter(|r| r.record_type() != RecordType::OPT)
-            .cloned()
-            .collect(),
+        answers,
+        authority,
+        additional,
         opt,
     };
     encode(reply, req.transport)
@@ -203,7 +228,7 @@ pub fn respond(query: &[u8], records: &Records, transport: Transport) -> Option<
         Parsed::Query(req) => {
             let msg =
                 from_records(&req, records).unwrap_or_else(|| req.reply(ResponseCode::Refused));
-            finish(&req, &msg)
+            finish_owned(&req, msg)
         }
     }
 }
