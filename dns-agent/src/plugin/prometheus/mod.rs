@@ -2,7 +2,7 @@
 //! (see `README.md` beside this file). The endpoint itself is the agent's metrics listener.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -33,14 +33,26 @@ struct RequestSeries {
     duration: Arc<Histogram>,
 }
 
-/// Request series by (zone, transport, counted query type).
-type RequestMap = HashMap<(Arc<str>, Transport, u16), Arc<RequestSeries>>;
+/// Request series by (zone, transport, IPv6 client, counted query type).
+type RequestMap = HashMap<(Arc<str>, Transport, bool, u16), Arc<RequestSeries>>;
 /// Response counters by (zone, RCODE).
 type ResponseMap = HashMap<(Arc<str>, u16), Arc<Counter>>;
+
+/// Response codes with a slot of their own (the rest go through the maps).
+const RCODE_SLOTS: usize = 24;
+
+/// The series of one of the block's zones, found without a lock or a hash once created:
+/// requests by (transport, family, type), responses by RCODE.
+struct ZoneSlots {
+    zone: String,
+    requests: Box<[OnceLock<Arc<RequestSeries>>]>,
+    responses: Box<[OnceLock<Arc<Counter>>]>,
+}
 
 pub struct Prometheus {
     server: String,
     registry: Arc<crate::metrics::Metrics>,
+    slots: Vec<ZoneSlots>,
     requests: RwLock<RequestMap>,
     responses: RwLock<ResponseMap>,
 }
@@ -70,9 +82,21 @@ pub fn setup(d: &Directive, s: &Setup<'_>) -> Result<Arc<dyn Plugin>, CorefileEr
             )
             .set(1.0);
     }
+    let slots = s
+        .zones
+        .iter()
+        .map(|z| ZoneSlots {
+            zone: z.clone(),
+            requests: (0..2 * 2 * (TYPES.len() + 1))
+                .map(|_| OnceLock::new())
+                .collect(),
+            responses: (0..RCODE_SLOTS).map(|_| OnceLock::new()).collect(),
+        })
+        .collect();
     Ok(Arc::new(Prometheus {
         server: s.server.to_owned(),
         registry: Arc::clone(s.metrics),
+        slots,
         requests: RwLock::default(),
         responses: RwLock::default(),
     }))
@@ -103,14 +127,39 @@ impl Prometheus {
         &self.registry.registry
     }
 
+    fn slots(&self, ctx: &Ctx) -> Option<&ZoneSlots> {
+        self.slots.iter().find(|z| *z.zone == *ctx.zone)
+    }
+
     fn request_series(&self, ctx: &Ctx, req: &Request) -> Arc<RequestSeries> {
+        let Some(slots) = self.slots(ctx) else {
+            return self.request_series_slow(ctx, req);
+        };
+        let qtype = req.question.query_type();
+        let t = TYPES
+            .iter()
+            .position(|t| *t == qtype)
+            .unwrap_or(TYPES.len());
+        let i = (usize::from(req.transport == Transport::Tcp) * 2
+            + usize::from(!ctx.client.is_ipv4()))
+            * (TYPES.len() + 1)
+            + t;
+        Arc::clone(slots.requests[i].get_or_init(|| self.request_series_slow(ctx, req)))
+    }
+
+    fn request_series_slow(&self, ctx: &Ctx, req: &Request) -> Arc<RequestSeries> {
         let qtype = req.question.query_type();
         let counted = if TYPES.contains(&qtype) {
             u16::from(qtype)
         } else {
             0
         };
-        let key = (Arc::clone(&ctx.zone), req.transport, counted);
+        let key = (
+            Arc::clone(&ctx.zone),
+            req.transport,
+            !ctx.client.is_ipv4(),
+            counted,
+        );
         if let Some(s) = self
             .requests
             .read()
@@ -159,6 +208,16 @@ impl Prometheus {
     }
 
     fn response_counter(&self, ctx: &Ctx, rcode: ResponseCode) -> Arc<Counter> {
+        let code = usize::from(u16::from(rcode));
+        match self.slots(ctx) {
+            Some(slots) if code < RCODE_SLOTS => Arc::clone(
+                slots.responses[code].get_or_init(|| self.response_counter_slow(ctx, rcode)),
+            ),
+            _ => self.response_counter_slow(ctx, rcode),
+        }
+    }
+
+    fn response_counter_slow(&self, ctx: &Ctx, rcode: ResponseCode) -> Arc<Counter> {
         let key = (Arc::clone(&ctx.zone), u16::from(rcode));
         if let Some(c) = self
             .responses
@@ -270,11 +329,20 @@ mod tests {
                 .expect("answer");
             assert_eq!(m.response_code(), ResponseCode::NXDomain);
         }
+        let ctx6 = Ctx {
+            client: "[fd00::1]:5353".parse().expect("addr"),
+            ..ctx.clone()
+        };
+        Next::chain(&chain)
+            .serve(&ctx6, req.clone())
+            .await
+            .expect("answer");
         let text = metrics.render(None);
         for want in [
+            "coredns_dns_requests_total{server=\"dns://:53\",zone=\".\",view=\"\",proto=\"udp\",family=\"2\",type=\"AAAA\"} 1",
             "coredns_dns_requests_total{server=\"dns://:53\",zone=\".\",view=\"\",proto=\"udp\",family=\"1\",type=\"AAAA\"} 3",
-            "coredns_dns_responses_total{server=\"dns://:53\",zone=\".\",view=\"\",rcode=\"NXDOMAIN\",plugin=\"\"} 3",
-            "coredns_dns_request_duration_seconds_count{server=\"dns://:53\",zone=\".\",view=\"\",type=\"AAAA\"} 3",
+            "coredns_dns_responses_total{server=\"dns://:53\",zone=\".\",view=\"\",rcode=\"NXDOMAIN\",plugin=\"\"} 4",
+            "coredns_dns_request_duration_seconds_count{server=\"dns://:53\",zone=\".\",view=\"\",type=\"AAAA\"} 4",
             "coredns_plugin_enabled{server=\"dns://:53\",zone=\".\",view=\"\",name=\"prometheus\"} 1",
         ] {
             assert!(text.contains(want), "missing {want} in\n{text}");
