@@ -319,7 +319,7 @@ fn reload(d: &Directive) -> Result<(Duration, Duration), CorefileError> {
     Ok((interval, jitter))
 }
 
-/// A Go-style duration: `500ms`, `5s`, `1m30s`, `2h`; a bare number is seconds.
+/// A Go-style duration at `tok`: `500ms`, `5s`, `1m30s`, `2h`, `0`.
 pub fn duration(tok: &Token, what: &str) -> Result<Duration, CorefileError> {
     parse_duration(&tok.text).ok_or_else(|| {
         error(
@@ -332,38 +332,9 @@ pub fn duration(tok: &Token, what: &str) -> Result<Duration, CorefileError> {
     })
 }
 
-/// `500ms`, `5s`, `1m30s`, `2h`, `1.5s`; a bare integer is seconds.
+/// A Go-style duration: see [`crate::corefile::parse_duration`].
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += value * scale;
-    }
-    Duration::try_from_secs_f64(total).ok()
+    crate::corefile::parse_duration(text)
 }
 
 /// What building the chains needs from the running agent.

@@ -313,41 +313,9 @@ fn resolv_conf(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// A Go-style duration (`500ms`, `10s`, `1m30s`, `0`).
+/// A Go-style duration: see [`crate::corefile::parse_duration`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += n * scale;
-    }
-    Duration::try_from_secs_f64(total).ok()
+    crate::corefile::parse_duration(s)
 }
 
 fn duration(t: &Token, what: &str) -> Result<Duration, CorefileError> {

@@ -309,36 +309,9 @@ fn zone(t: &Token) -> Result<String, CorefileError> {
     Ok(z)
 }
 
-/// A Go-style duration: `0`, or numbers with units `ms`, `s`, `m`, `h` (`1m30s`).
+/// A Go-style duration: see [`crate::corefile::parse_duration`].
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * scale).ok()?;
-    }
-    Some(total)
+    crate::corefile::parse_duration(text)
 }
 
 impl Hosts {
