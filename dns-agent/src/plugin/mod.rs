@@ -210,3 +210,24 @@ impl Router {
         answer::finish_owned(&req, msg)
     }
 }
+
+/// CoreDNS's name of an RCODE (`NOERROR`, `NXDOMAIN`, ..., `RCODE<n>` for the rest): the
+/// `rcode` label of the metrics and the log line.
+pub fn rcode_name(code: u16) -> String {
+    let name = match code {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        16 => "BADVERS",
+        other => return format!("RCODE{other}"),
+    };
+    name.to_owned()
+}

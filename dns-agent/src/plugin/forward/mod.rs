@@ -47,26 +47,6 @@ pub(crate) fn random_u64() -> u64 {
     h.finish()
 }
 
-/// The registered name of an RCODE for the metrics' `rcode` label.
-fn rcode_name(code: u16) -> String {
-    match code {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        16 => "BADVERS",
-        other => return other.to_string(),
-    }
-    .to_owned()
-}
-
 /// One upstream and its health.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -334,7 +314,7 @@ impl Forward {
     }
 
     fn observe(&self, up: &Upstream, answer: &Message, took: Duration) {
-        let rcode = rcode_name(u16::from(answer.response_code()));
+        let rcode = super::rcode_name(u16::from(answer.response_code()));
         let reg: &Registry = &self.metrics.registry;
         let labels = [("to", up.label.as_str()), ("rcode", rcode.as_str())];
         reg.counter(

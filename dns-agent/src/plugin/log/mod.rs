@@ -170,26 +170,6 @@ fn compile(format: &str) -> Vec<Part> {
     parts
 }
 
-/// CoreDNS's name of an RCODE.
-fn rcode_name(rcode: u16) -> String {
-    let name = match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        16 => "BADVERS",
-        other => return other.to_string(),
-    };
-    name.to_owned()
-}
-
 /// The header flags of an encoded response, CoreDNS's way: `qr,aa,rd,ra`.
 fn flags(bytes: &[u8]) -> String {
     let (Some(&hi), Some(&lo)) = (bytes.get(2), bytes.get(3)) else {
@@ -263,7 +243,7 @@ impl Log {
                     "false"
                 }),
                 Part::Bufsize => out.push_str(&req.size_limit().to_string()),
-                Part::Rcode => out.push_str(&rcode_name(
+                Part::Rcode => out.push_str(&super::rcode_name(
                     wire.as_ref()
                         .map_or(u16::from(msg.response_code()), |w| w.rcode),
                 )),

@@ -110,18 +110,6 @@ fn type_label(t: RecordType) -> String {
     }
 }
 
-fn rcode_label(r: ResponseCode) -> String {
-    match r {
-        ResponseCode::NoError => "NOERROR".to_owned(),
-        ResponseCode::FormErr => "FORMERR".to_owned(),
-        ResponseCode::ServFail => "SERVFAIL".to_owned(),
-        ResponseCode::NXDomain => "NXDOMAIN".to_owned(),
-        ResponseCode::NotImp => "NOTIMP".to_owned(),
-        ResponseCode::Refused => "REFUSED".to_owned(),
-        other => format!("RCODE{}", u16::from(other)),
-    }
-}
-
 impl Prometheus {
     fn registry(&self) -> &Registry {
         &self.registry.registry
@@ -227,7 +215,7 @@ impl Prometheus {
         {
             return Arc::clone(c);
         }
-        let r = rcode_label(rcode);
+        let r = super::rcode_name(u16::from(rcode));
         let c = self.registry().counter(
             "coredns_dns_responses_total",
             "Counter of response status codes.",
