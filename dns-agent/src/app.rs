@@ -230,7 +230,15 @@ impl App {
                 if Some(addr) == metrics_addr || http_listeners.iter().any(|(_, a, _)| *a == addr) {
                     continue;
                 }
-                http_listeners.push((MetricsServer::bind(addr).await?, addr, what));
+                let listener = MetricsServer::bind(addr).await.map_err(|e| {
+                    let source = match e {
+                        MetricsError::Bind { source, .. } => source,
+                    };
+                    AppError::Corefile(format!(
+                        "{what}: cannot listen on {addr}: {source} (give the Corefile's {what} line another address)"
+                    ))
+                })?;
+                http_listeners.push((listener, addr, what));
             }
         }
         metrics.set_records_a(a_names);
