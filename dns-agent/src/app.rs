@@ -555,9 +555,13 @@ impl Updater {
             }
             new.serial = records::next_serial(&prev, &new, unix_now());
         }
+        // The kernel's A map is the full A record set: its size is the count.
+        let mut count = None;
         if let Some(dp) = &self.dataplane {
             let mut dp = lock(dp);
-            let report = dp.sync_a(&new.a_map())?;
+            let a = new.a_map();
+            count = Some(a.len());
+            let report = dp.sync_a(&a)?;
             log::info!(
                 "kernel map synced: {} inserted, {} updated, {} removed, {} userspace only",
                 report.inserted,
@@ -574,7 +578,7 @@ impl Updater {
                 report.userspace_only
             );
         }
-        let count = new.a_count();
+        let count = count.unwrap_or_else(|| new.a_count());
         self.a_names.store(count, Ordering::Relaxed);
         self.metrics.set_records_a(count);
         log::info!("serving {count} A records, serial {}", new.serial);

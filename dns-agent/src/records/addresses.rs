@@ -28,17 +28,12 @@ impl Records {
 
     /// The A and AAAA records of `name` (lower-case FQDN), addresses ascending.
     pub fn addresses_of(&self, name: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
-        let mut v4 = self.a.get(name).map(|(_, a)| a.clone()).unwrap_or_default();
-        let mut v6 = self
-            .aaaa
-            .get(name)
-            .map(|(_, a)| a.clone())
-            .unwrap_or_default();
-        for ip in self.service_name_addresses(name) {
-            match ip {
-                IpAddr::V4(a) => v4.push(a),
-                IpAddr::V6(a) => v6.push(a),
-            }
+        let (mut v4, mut v6) = by_family(self.service_name_addresses(name));
+        if let Some((_, a)) = self.a.get(name) {
+            v4.splice(0..0, a.iter().copied());
+        }
+        if let Some((_, a)) = self.aaaa.get(name) {
+            v6.splice(0..0, a.iter().copied());
         }
         (v4, v6)
     }
@@ -172,24 +167,23 @@ fn split_into(
     want_a: bool,
     want_aaaa: bool,
 ) {
-    let v4: Vec<Ipv4Addr> = ips
-        .iter()
-        .filter_map(|ip| match ip {
-            IpAddr::V4(v) => Some(*v),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let v6: Vec<Ipv6Addr> = ips
-        .iter()
-        .filter_map(|ip| match ip {
-            IpAddr::V6(v) => Some(*v),
-            IpAddr::V4(_) => None,
-        })
-        .collect();
+    let (v4, v6) = by_family(ips.iter().copied());
     if want_a && !v4.is_empty() {
         a.insert(name.clone(), (ttl, v4));
     }
     if want_aaaa && !v6.is_empty() {
         aaaa.insert(name, (ttl, v6));
     }
+}
+
+/// `ips` split into IPv4 and IPv6, each in the given order.
+pub fn by_family(ips: impl IntoIterator<Item = IpAddr>) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for ip in ips {
+        match ip {
+            IpAddr::V4(a) => v4.push(a),
+            IpAddr::V6(a) => v6.push(a),
+        }
+    }
+    (v4, v6)
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::addresses::fits;
+use super::addresses::{by_family, fits};
 use super::service::{Endpoint, ServiceEntry, Subset};
 use super::{PtrOwner, Records, Settings, DNS_SCHEMA_VERSION};
 use crate::cluster::{Cluster, ObjectKey, ServiceObj, Shape, SliceObj};
@@ -414,20 +414,7 @@ impl Records {
         let forward: Vec<String> = self.forward_zones().map(str::to_owned).collect();
         for zone in forward {
             let name = format!("ns.dns.{zone}");
-            let mut v4: Vec<_> = ips
-                .iter()
-                .filter_map(|ip| match ip {
-                    IpAddr::V4(v) => Some(*v),
-                    IpAddr::V6(_) => None,
-                })
-                .collect();
-            let mut v6: Vec<_> = ips
-                .iter()
-                .filter_map(|ip| match ip {
-                    IpAddr::V6(v) => Some(*v),
-                    IpAddr::V4(_) => None,
-                })
-                .collect();
+            let (mut v4, mut v6) = by_family(ips.iter().copied());
             v4.sort_unstable();
             v4.dedup();
             v6.sort_unstable();
