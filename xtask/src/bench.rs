@@ -319,21 +319,7 @@ fn measure(
         .context("running dnsperf")?;
     let cpu_after = CpuSample::now()?;
     let prog_after = prog.map(prog_stats).transpose()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "dnsperf {} failed ({}): {}{}",
-            dp.join(" "),
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let perf =
-        parse_dnsperf(&stdout).with_context(|| format!("reading dnsperf's report:\n{stdout}"))?;
-    if perf.completed == 0 {
-        bail!("dnsperf got no answers in mode {mode}:\n{stdout}");
-    }
+    let (_, perf) = dnsperf_report(&dp, &out, &format!("in mode {mode}"))?;
     let (cpu_ms, ticked_ms) = cpu_after.busy_ms_since(&cpu_before);
     eprintln!(
         "    {mode}, {}: {:.0} answers/s, {} answers, avg latency {:.1} µs, machine busy {:.2} CPU-s ({:.2} by tick sampling)",
@@ -744,6 +730,31 @@ impl Drop for BpfStats {
 }
 
 /// Reads the final statistics dnsperf prints.
+/// dnsperf's report of a finished run (`out`, from the arguments `dp`): an error when dnsperf
+/// failed, its report cannot be read, or no query was answered (`what` names the server).
+pub(crate) fn dnsperf_report(
+    dp: &[&str],
+    out: &std::process::Output,
+    what: &str,
+) -> Result<(String, Dnsperf)> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!(
+            "dnsperf {} failed ({}): {}{}",
+            dp.join(" "),
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let perf =
+        parse_dnsperf(&stdout).with_context(|| format!("reading dnsperf's report:\n{stdout}"))?;
+    if perf.completed == 0 {
+        bail!("dnsperf got no answers {what}:\n{stdout}");
+    }
+    Ok((stdout, perf))
+}
+
 pub(crate) fn parse_dnsperf(text: &str) -> Result<Dnsperf> {
     let value = |label: &str| -> Result<&str> {
         text.lines()

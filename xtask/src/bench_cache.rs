@@ -18,8 +18,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use crate::bench::{
-    build_agent, clock_ticks, cpus, kernel_release, parse_dnsperf, path_str, wait_quiet, which,
-    CpuSample, Dnsperf, WorkDir, METRICS_ADDR,
+    build_agent, clock_ticks, cpus, dnsperf_report, kernel_release, parse_dnsperf, path_str,
+    wait_quiet, which, CpuSample, Dnsperf, WorkDir, METRICS_ADDR,
 };
 use crate::netns::{Process, Topology};
 
@@ -537,21 +537,7 @@ fn measure(
     } else {
         None
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "dnsperf {} failed ({}): {}{}",
-            dp.join(" "),
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let perf =
-        parse_dnsperf(&stdout).with_context(|| format!("reading dnsperf's report:\n{stdout}"))?;
-    if perf.completed == 0 {
-        bail!("dnsperf got no answers from {}:\n{stdout}", server.short());
-    }
+    let (stdout, perf) = dnsperf_report(&dp, &out, &format!("from {}", server.short()))?;
     if !stdout.contains("NOERROR") || stdout.contains("SERVFAIL") || stdout.contains("NXDOMAIN") {
         eprintln!("    warning: not every answer was NOERROR:\n{stdout}");
     }
