@@ -8,34 +8,19 @@ fn plan_of(text: &str) -> Result<Plan, CorefileError> {
     plan(&cf, 53, Path::new("/etc/coredns"))
 }
 
-const KUBEADM: &str = ".:53 {
-    errors
-    health {
-       lameduck 5s
-    }
-    ready
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl 30
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf {
-       max_concurrent 1000
-    }
-    cache 30 {
-       disable success cluster.local
-       disable denial cluster.local
-    }
-    loop
-    reload
-    loadbalance
+/// kubeadm's Corefile, as `manifests/configmap.yaml` holds it.
+fn kubeadm() -> String {
+    let yaml = include_str!("../../../manifests/configmap.yaml");
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("configmap yaml");
+    doc["data"]["Corefile"]
+        .as_str()
+        .expect("data.Corefile")
+        .to_owned()
 }
-";
 
 #[test]
 fn the_kubeadm_corefile_plans() {
-    let p = plan_of(KUBEADM).expect("valid");
+    let p = plan_of(&kubeadm()).expect("valid");
     assert_eq!(p.ports.keys().copied().collect::<Vec<_>>(), [53]);
     let block = &p.ports[&53][0];
     assert_eq!(block.zones, ["."]);
@@ -83,7 +68,7 @@ fn the_embedded_corefile_is_kubeadms_with_the_flags() {
     let text = embedded("cluster.local", 30, "0.0.0.0:9153".parse().expect("addr"));
     let (ours, kubeadm) = (
         plan_of(&text).expect("valid"),
-        plan_of(KUBEADM).expect("valid"),
+        plan_of(&kubeadm()).expect("valid"),
     );
     let names = |p: &Plan| -> Vec<String> {
         p.ports[&53][0]
@@ -261,10 +246,7 @@ async fn every_readme_example_runs() {
 /// The Corefile of `manifests/configmap.yaml` (kubeadm's, unchanged) plans and sets up.
 #[tokio::test]
 async fn the_configmap_corefile_runs() {
-    let yaml = include_str!("../../../manifests/configmap.yaml");
-    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("configmap yaml");
-    let text = doc["data"]["Corefile"].as_str().expect("data.Corefile");
-    let cf = corefile::parse("configmap Corefile", text).expect("parses");
+    let cf = corefile::parse("configmap Corefile", &kubeadm()).expect("parses");
     let p = plan(&cf, 53, Path::new("/etc/dns-agent")).expect("plans");
     let k = p.kubernetes.clone().expect("kubernetes");
     assert_eq!(k.settings.ttl, 30);
