@@ -12,7 +12,10 @@ pub mod log;
 pub mod loop_detect;
 pub mod prometheus;
 pub mod rewrite;
+#[cfg(test)]
+mod wire_tests;
 
+use std::any::Any;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use futures::future::BoxFuture;
 use hickory_proto::op::{Message, ResponseCode};
 
 use crate::server::answer::{self, Parsed, Request, Response, Transport};
+use crate::server::wire::WireQuery;
 
 /// The order plugins run in, whatever the order of their lines in the Corefile: the order of
 /// CoreDNS's `plugin.cfg` restricted to the plugins this agent has.
@@ -44,8 +48,9 @@ pub const ORDER: &[&str] = &[
 /// What a plugin (or the chain after it) makes of a query.
 pub type Answer<'a> = BoxFuture<'a, Result<Message, PluginError>>;
 
-/// One plugin of a server block's chain.
-pub trait Plugin: Send + Sync {
+/// One plugin of a server block's chain (`Any`: the router recognises the plugins a cache hit
+/// answered from bytes passes through).
+pub trait Plugin: Any + Send + Sync {
     /// Its Corefile name.
     fn name(&self) -> &'static str;
 
@@ -143,6 +148,8 @@ pub type SharedRouter = Arc<std::sync::RwLock<Arc<Router>>>;
 /// each query and runs its chain.
 pub struct Router {
     blocks: Vec<Block>,
+    /// For each block, how a cache hit is answered from bytes, when it can be.
+    wire: Vec<Option<WirePlan>>,
     /// Every (zone, block index), longest zone first: the first that holds a name wins.
     zones: Vec<(Arc<str>, usize)>,
 }
@@ -155,7 +162,12 @@ impl Router {
             .flat_map(|(i, b)| b.zones.iter().map(move |z| (Arc::from(z.as_str()), i)))
             .collect();
         zones.sort_by_key(|(z, _)| std::cmp::Reverse(z.len()));
-        Router { blocks, zones }
+        let wire = blocks.iter().map(WirePlan::of).collect();
+        Router {
+            blocks,
+            wire,
+            zones,
+        }
     }
 
     /// The server blocks, in Corefile order.
@@ -174,6 +186,36 @@ impl Router {
             .iter()
             .find(|(z, _)| crate::records::in_zone(key, z))
             .map(|(z, i)| (&self.blocks[*i], z))
+    }
+
+    /// Writes the response to a UDP query to `out` when it is a cache hit the block's chain
+    /// lets through unchanged, read and written as bytes (see [`WirePlan`]): its RCODE. `None`
+    /// (nothing written, nothing counted) when the query must go through [`Router::handle`].
+    pub fn answer_wire(&self, query: &[u8], client: SocketAddr, out: &mut Vec<u8>) -> Option<u16> {
+        let q = WireQuery::parse(query)?;
+        let mut buf = [0u8; 256];
+        let key = q.zone_key(&mut buf)?;
+        let (zone, i) = self
+            .zones
+            .iter()
+            .find(|(z, _)| crate::records::in_zone(key, z))?;
+        let plan = self.wire[*i].as_ref()?;
+        let received = Instant::now();
+        let start = out.len();
+        let hit = plan.cache.hit_wire(&q, plan.loadbalance.is_some(), out)?;
+        if let Some(lb) = &plan.loadbalance {
+            hit.rotate.apply(&mut out[start..], || lb.next_turn());
+        }
+        if let Some(p) = &plan.prometheus {
+            let question = prometheus::Question {
+                zone,
+                transport: Transport::Udp,
+                ipv4_client: client.is_ipv4(),
+                qtype: q.qtype.into(),
+            };
+            p.count_answered(&question, hit.rcode, received);
+        }
+        Some(hit.rcode)
     }
 
     /// The response to one received message, or `None` when nothing must be sent back.
@@ -208,6 +250,48 @@ impl Router {
             }
         };
         answer::finish_owned(&req, msg)
+    }
+}
+
+/// How a block answers a cache hit from bytes: its chain up to `cache` holds only plugins
+/// that let a cached answer through unchanged (`errors`), rotate it (`loadbalance`) or count
+/// it (`prometheus`), which [`Router::answer_wire`] does as they would.
+struct WirePlan {
+    prometheus: Option<Arc<prometheus::Prometheus>>,
+    loadbalance: Option<Arc<loadbalance::LoadBalance>>,
+    cache: Arc<cache::Cache>,
+}
+
+impl WirePlan {
+    fn of(block: &Block) -> Option<Self> {
+        let (mut prometheus, mut loadbalance) = (None, None);
+        for plugin in &block.plugins {
+            let any: Arc<dyn Any + Send + Sync> = Arc::clone(plugin) as _;
+            let any = match any.downcast::<cache::Cache>() {
+                Ok(cache) => {
+                    return cache.answers_from_wire().then_some(WirePlan {
+                        prometheus,
+                        loadbalance,
+                        cache,
+                    })
+                }
+                Err(any) => any,
+            };
+            let any = match any.downcast::<prometheus::Prometheus>() {
+                Ok(p) => {
+                    prometheus = Some(p);
+                    continue;
+                }
+                Err(any) => any,
+            };
+            match any.downcast::<loadbalance::LoadBalance>() {
+                Ok(lb) => loadbalance = Some(lb),
+                Err(any) => {
+                    any.downcast::<errors::Errors>().ok()?;
+                }
+            }
+        }
+        None
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod answer;
 mod batch;
+pub mod wire;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -222,6 +223,8 @@ async fn serve_udp(
     let fd = socket.as_raw_fd();
     let mut batch = batch::RecvBatch::default();
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(batch::BATCH);
+    // Response buffers of earlier batches, written again (no allocation per answer).
+    let mut spare: Vec<Vec<u8>> = Vec::with_capacity(batch::BATCH);
     loop {
         tokio::select! {
             _ = stopped.changed() => return,
@@ -244,8 +247,17 @@ async fn serve_udp(
         }
         let r = current(&router);
         for (query, peer) in batch.datagrams() {
-            // Answered at once when no plugin has to wait (a cache hit, the cluster zone),
-            // and sent with the batch; otherwise the query goes on in its own task.
+            // A cache hit is written from bytes when it can be; else answered at once when no
+            // plugin has to wait (the cluster zone), and sent with the batch; otherwise the
+            // query goes on in its own task.
+            let mut buf = spare.pop().unwrap_or_default();
+            buf.clear();
+            if let Some(rcode) = r.answer_wire(query, peer, &mut buf) {
+                metrics.count_response(rcode);
+                out.push((buf, peer));
+                continue;
+            }
+            spare.push(buf);
             let query = query.to_vec();
             let r = Arc::clone(&r);
             let mut answer =
@@ -266,12 +278,17 @@ async fn serve_udp(
             }
         }
         send_batch(&socket, &mut out).await;
+        spare.extend(
+            out.drain(..)
+                .map(|(bytes, _)| bytes)
+                .take(batch::BATCH - spare.len().min(batch::BATCH)),
+        );
     }
 }
 
-/// Sends `out` (one system call per batch) and empties it; what the socket does not take at
-/// once is sent one by one.
-async fn send_batch(socket: &UdpSocket, out: &mut Vec<(Vec<u8>, SocketAddr)>) {
+/// Sends `out` (one system call per batch); what the socket does not take at once is sent
+/// one by one. The buffers stay in `out` for the caller to reuse.
+async fn send_batch(socket: &UdpSocket, out: &mut [(Vec<u8>, SocketAddr)]) {
     if out.is_empty() {
         return;
     }
@@ -279,8 +296,8 @@ async fn send_batch(socket: &UdpSocket, out: &mut Vec<(Vec<u8>, SocketAddr)>) {
     let sent = socket
         .try_io(Interest::WRITABLE, || batch::send(fd, out))
         .unwrap_or(0);
-    for (bytes, peer) in out.drain(..).skip(sent) {
-        if let Err(e) = socket.send_to(&bytes, peer).await {
+    for (bytes, peer) in out.iter().skip(sent) {
+        if let Err(e) = socket.send_to(bytes, *peer).await {
             log::debug!("UDP send to {peer}: {e}");
         }
     }

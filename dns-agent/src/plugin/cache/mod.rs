@@ -10,6 +10,7 @@ mod setup;
 mod store;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,8 @@ use super::{Answer, Ctx, Next, Plugin, Setup};
 use crate::corefile::{CorefileError, Directive};
 use crate::metrics::registry::{Counter, Registry};
 use crate::server::answer::Request;
+use crate::server::wire::WireQuery;
+pub use wire::{Rotate, WireHit};
 
 /// The TTL of a denial that carries no SOA to take it from (CoreDNS's fail-safe TTL).
 const NO_SOA_TTL: u32 = 5;
@@ -121,18 +124,23 @@ impl Zone {
     }
 
     fn contains(&self, name: &Name) -> bool {
-        let mut labels = name.iter().rev();
+        self.holds(name.iter())
+    }
+
+    /// Whether the name of these labels (first to last) is in the zone.
+    fn holds<'l>(&self, labels: impl DoubleEndedIterator<Item = &'l [u8]>) -> bool {
+        let mut labels = labels.rev();
         self.labels
             .iter()
             .all(|z| labels.next().is_some_and(|l| l.eq_ignore_ascii_case(z)))
     }
 }
 
-/// The longest-matching zone's index in `zones`.
-fn zone_index(zones: &[Zone], name: &Name) -> Option<u16> {
+/// The longest zone's index in `zones` among those `holds` says hold the name.
+fn zone_index(zones: &[Zone], holds: impl Fn(&Zone) -> bool) -> Option<u16> {
     let mut best: Option<(usize, usize)> = None;
     for (i, z) in zones.iter().enumerate() {
-        if z.contains(name) && best.is_none_or(|(_, len)| z.labels.len() > len) {
+        if holds(z) && best.is_none_or(|(_, len)| z.labels.len() > len) {
             best = Some((i, z.labels.len()));
         }
     }
@@ -168,6 +176,34 @@ impl Key {
         let tail = key.buf.get_mut(key.len..key.len + 5)?;
         tail[..2].copy_from_slice(&u16::from(q.query_type()).to_be_bytes());
         tail[2..4].copy_from_slice(&u16::from(q.query_class()).to_be_bytes());
+        tail[4] = flags;
+        key.len += 5;
+        Some(key)
+    }
+
+    /// The key of a query read from its bytes: the same bytes as [`Key::of`] gives the
+    /// decoded query (the name's length bytes are below `A`, lower-casing leaves them).
+    fn of_wire(q: &WireQuery<'_>) -> Option<Key> {
+        let mut key = Key {
+            buf: [0; 264],
+            len: 0,
+        };
+        let name = q.name();
+        let labels = &name[..name.len() - 1];
+        for (d, s) in key.buf.get_mut(..labels.len())?.iter_mut().zip(labels) {
+            *d = s.to_ascii_lowercase();
+        }
+        key.len = labels.len();
+        let mut flags = 0;
+        if q.edns.is_some_and(|e| e.dnssec_ok) {
+            flags |= KEY_DO;
+        }
+        if q.checking_disabled() {
+            flags |= KEY_CD;
+        }
+        let tail = key.buf.get_mut(key.len..key.len + 5)?;
+        tail[..2].copy_from_slice(&q.qtype.to_be_bytes());
+        tail[2..4].copy_from_slice(&q.qclass.to_be_bytes());
         tail[4] = flags;
         key.len += 5;
         Some(key)
@@ -349,7 +385,7 @@ impl Inner {
             return None;
         }
         let name = req.question.name();
-        let zone = zone_index(&self.zones, name)?;
+        let zone = zone_index(&self.zones, |z| z.contains(name))?;
         let key = Key::of(req)?;
         let hash = self.hasher.hash_one(key.bytes());
         let covered = |list: &[Zone], bit: u8| {
@@ -419,16 +455,19 @@ impl Inner {
 
     /// Stores the next plugin's answer to the query of `key` when it is cacheable; returns the
     /// answer for the client (TTLs capped at the cache TTL unless `keepttl`).
-    fn store(&self, mut msg: Message, slot: &Slot) -> Message {
+    fn store(&self, mut msg: Message, slot: &Slot, question: &Query) -> Message {
         if let Some((kind, ttl_ms)) = self.admit(&msg, slot) {
             let now_ms = self.clock.now_ms();
             let ttl = u32::try_from(ttl_ms / 1000).unwrap_or(u32::MAX);
             let kind_success = kind == Kind::Success;
-            let entry = Arc::new(Entry {
+            let mut entry = Entry {
                 msg: msg.clone(),
                 stored_ms: now_ms,
                 ttl,
-            });
+                wire: None,
+            };
+            entry.wire = wire::WireEntry::new(self, &entry, question);
+            let entry = Arc::new(entry);
             let (table, other) = if kind_success {
                 (&self.success, &self.denial)
             } else {
@@ -566,9 +605,10 @@ impl Cache {
         let ctx = ctx.clone();
         let slot = slot.clone();
         runtime.spawn(async move {
+            let question = req.question.clone();
             match Next::chain(&plugins).serve(&ctx, req).await {
                 Ok(msg) if msg.response_code() != ResponseCode::ServFail => {
-                    inner.store(msg, &slot);
+                    inner.store(msg, &slot, &question);
                 }
                 Ok(_) => inner.refresh_done(&slot),
                 Err(e) => {
@@ -617,7 +657,7 @@ impl Plugin for Cache {
                         let fallback = req.clone();
                         match next.serve(ctx, req).await {
                             Ok(msg) if msg.response_code() != ResponseCode::ServFail => {
-                                Ok(inner.store(msg, &slot))
+                                Ok(inner.store(msg, &slot, &fallback.question))
                             }
                             other => {
                                 if let Err(e) = other {
@@ -641,8 +681,9 @@ impl Plugin for Cache {
             Found::Miss => {
                 counters.misses.inc();
                 Box::pin(async move {
+                    let question = req.question.clone();
                     let msg: Message = next.serve(ctx, req).await?;
-                    Ok(inner.store(msg, &slot))
+                    Ok(inner.store(msg, &slot, &question))
                 })
             }
         }

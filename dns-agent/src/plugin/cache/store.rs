@@ -31,6 +31,8 @@ pub struct Entry {
     pub stored_ms: u64,
     /// The TTL it is cached for (seconds): record TTLs are capped at it.
     pub ttl: u32,
+    /// The response as bytes, for hits answered without decoding.
+    pub wire: Option<super::wire::WireEntry>,
 }
 
 /// What a lookup decides about one key.
@@ -252,6 +254,28 @@ impl Store {
         }
     }
 
+    /// Looks `key` up at `now_ms` without counting anything: `None` when the lookup would be
+    /// a miss, `Some(f(entry))` when fresh, `Some(None)` when only stale (`stale_window_ms`).
+    /// `f` runs under the shard's lock.
+    pub fn peek<R>(
+        &self,
+        hash: u64,
+        key: &[u8],
+        now_ms: u64,
+        stale_window_ms: Option<u64>,
+        f: impl FnOnce(&Entry) -> Option<R>,
+    ) -> Option<Option<R>> {
+        let shard = self.shard(hash);
+        let item = &shard.slots[shard.find(hash, key)?];
+        if now_ms < item.expires_ms {
+            return Some(f(&item.entry));
+        }
+        match stale_window_ms {
+            Some(window) if now_ms - item.expires_ms < window => Some(None),
+            _ => None,
+        }
+    }
+
     /// Stores `entry` under `key` until `expires_ms`, replacing what was there (whose hit
     /// count it keeps); evicts an entry when the shard is full.
     pub fn insert(&self, hash: u64, key: &[u8], entry: Arc<Entry>, expires_ms: u64, zone: u16) {
@@ -351,6 +375,7 @@ mod tests {
             msg: Message::new(),
             stored_ms: 0,
             ttl: 60,
+            wire: None,
         })
     }
 

@@ -74,6 +74,13 @@ pub fn round_robin(records: Vec<Record>, turn: usize) -> Vec<Record> {
     cnames
 }
 
+impl LoadBalance {
+    /// The turn of the next answer with several addresses (each takes one).
+    pub fn next_turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 impl Plugin for LoadBalance {
     fn name(&self) -> &'static str {
         "loadbalance"
@@ -88,8 +95,7 @@ impl Plugin for LoadBalance {
                 .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
                 .count();
             if addresses > 1 {
-                let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-                msg.insert_answers(round_robin(answers, turn));
+                msg.insert_answers(round_robin(answers, self.next_turn()));
             } else {
                 msg.insert_answers(answers);
             }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -47,6 +48,15 @@ struct ZoneSlots {
     zone: String,
     requests: Box<[OnceLock<Arc<RequestSeries>>]>,
     responses: Box<[OnceLock<Arc<Counter>>]>,
+}
+
+/// What the request metrics are labelled by.
+pub struct Question<'a> {
+    /// The server block's zone that matched.
+    pub zone: &'a Arc<str>,
+    pub transport: Transport,
+    pub ipv4_client: bool,
+    pub qtype: RecordType,
 }
 
 pub struct Prometheus {
@@ -115,39 +125,42 @@ impl Prometheus {
         &self.registry.registry
     }
 
-    fn slots(&self, ctx: &Ctx) -> Option<&ZoneSlots> {
-        self.slots.iter().find(|z| *z.zone == *ctx.zone)
+    fn slots(&self, zone: &str) -> Option<&ZoneSlots> {
+        self.slots.iter().find(|z| *z.zone == *zone)
     }
 
-    fn request_series(&self, ctx: &Ctx, req: &Request) -> Arc<RequestSeries> {
-        let Some(slots) = self.slots(ctx) else {
-            return self.request_series_slow(ctx, req);
+    /// Counts a request answered without the chain (a cache hit answered from its bytes)
+    /// exactly as [`Plugin::serve`] counts one answered through it.
+    pub fn count_answered(&self, q: &Question<'_>, rcode: u16, received: Instant) {
+        let series = self.request_series(q);
+        series.requests.inc();
+        self.response_counter(q.zone, ResponseCode::from_low(rcode as u8))
+            .inc();
+        series.duration.observe(received.elapsed().as_secs_f64());
+    }
+
+    fn request_series(&self, q: &Question<'_>) -> Arc<RequestSeries> {
+        let Some(slots) = self.slots(q.zone) else {
+            return self.request_series_slow(q);
         };
-        let qtype = req.question.query_type();
         let t = TYPES
             .iter()
-            .position(|t| *t == qtype)
+            .position(|t| *t == q.qtype)
             .unwrap_or(TYPES.len());
-        let i = (usize::from(req.transport == Transport::Tcp) * 2
-            + usize::from(!ctx.client.is_ipv4()))
+        let i = (usize::from(q.transport == Transport::Tcp) * 2 + usize::from(!q.ipv4_client))
             * (TYPES.len() + 1)
             + t;
-        Arc::clone(slots.requests[i].get_or_init(|| self.request_series_slow(ctx, req)))
+        Arc::clone(slots.requests[i].get_or_init(|| self.request_series_slow(q)))
     }
 
-    fn request_series_slow(&self, ctx: &Ctx, req: &Request) -> Arc<RequestSeries> {
-        let qtype = req.question.query_type();
+    fn request_series_slow(&self, q: &Question<'_>) -> Arc<RequestSeries> {
+        let qtype = q.qtype;
         let counted = if TYPES.contains(&qtype) {
             u16::from(qtype)
         } else {
             0
         };
-        let key = (
-            Arc::clone(&ctx.zone),
-            req.transport,
-            !ctx.client.is_ipv4(),
-            counted,
-        );
+        let key = (Arc::clone(q.zone), q.transport, !q.ipv4_client, counted);
         if let Some(s) = self
             .requests
             .read()
@@ -156,15 +169,15 @@ impl Prometheus {
         {
             return Arc::clone(s);
         }
-        let proto = match req.transport {
+        let proto = match q.transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
         };
-        let family = if ctx.client.is_ipv4() { "1" } else { "2" };
+        let family = if q.ipv4_client { "1" } else { "2" };
         let t = type_label(qtype);
         let labels = [
             ("server", self.server.as_str()),
-            ("zone", &*ctx.zone),
+            ("zone", &**q.zone),
             ("view", ""),
             ("proto", proto),
             ("family", family),
@@ -181,7 +194,7 @@ impl Prometheus {
                 "Histogram of the time (in seconds) each request took per zone.",
                 &[
                     ("server", self.server.as_str()),
-                    ("zone", &*ctx.zone),
+                    ("zone", &**q.zone),
                     ("view", ""),
                     ("type", t.as_str()),
                 ],
@@ -195,18 +208,18 @@ impl Prometheus {
         series
     }
 
-    fn response_counter(&self, ctx: &Ctx, rcode: ResponseCode) -> Arc<Counter> {
+    fn response_counter(&self, zone: &Arc<str>, rcode: ResponseCode) -> Arc<Counter> {
         let code = usize::from(u16::from(rcode));
-        match self.slots(ctx) {
+        match self.slots(zone) {
             Some(slots) if code < RCODE_SLOTS => Arc::clone(
-                slots.responses[code].get_or_init(|| self.response_counter_slow(ctx, rcode)),
+                slots.responses[code].get_or_init(|| self.response_counter_slow(zone, rcode)),
             ),
-            _ => self.response_counter_slow(ctx, rcode),
+            _ => self.response_counter_slow(zone, rcode),
         }
     }
 
-    fn response_counter_slow(&self, ctx: &Ctx, rcode: ResponseCode) -> Arc<Counter> {
-        let key = (Arc::clone(&ctx.zone), u16::from(rcode));
+    fn response_counter_slow(&self, zone: &Arc<str>, rcode: ResponseCode) -> Arc<Counter> {
+        let key = (Arc::clone(zone), u16::from(rcode));
         if let Some(c) = self
             .responses
             .read()
@@ -221,7 +234,7 @@ impl Prometheus {
             "Counter of response status codes.",
             &[
                 ("server", self.server.as_str()),
-                ("zone", &*ctx.zone),
+                ("zone", &**zone),
                 ("view", ""),
                 ("rcode", r.as_str()),
                 ("plugin", ""),
@@ -241,7 +254,12 @@ impl Plugin for Prometheus {
     }
 
     fn serve<'a>(&'a self, ctx: &'a Ctx, req: Request, next: Next<'a>) -> Answer<'a> {
-        let series = self.request_series(ctx, &req);
+        let series = self.request_series(&Question {
+            zone: &ctx.zone,
+            transport: req.transport,
+            ipv4_client: ctx.client.is_ipv4(),
+            qtype: req.question.query_type(),
+        });
         series.requests.inc();
         Box::pin(async move {
             let result = next.serve(ctx, req).await;
@@ -249,7 +267,7 @@ impl Plugin for Prometheus {
                 Ok(m) => m.response_code(),
                 Err(_) => ResponseCode::ServFail,
             };
-            self.response_counter(ctx, rcode).inc();
+            self.response_counter(&ctx.zone, rcode).inc();
             series
                 .duration
                 .observe(ctx.received.elapsed().as_secs_f64());
