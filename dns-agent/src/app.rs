@@ -308,7 +308,7 @@ impl App {
         match routers {
             None => {
                 for (_, server) in bound {
-                    dns.push(server.spawn(records.clone(), Arc::clone(&metrics)));
+                    dns.push(server.spawn(records.clone(), Arc::clone(&metrics))?);
                 }
             }
             Some(routers) => {
@@ -323,7 +323,7 @@ impl App {
                     };
                     let router: SharedRouter = Arc::new(RwLock::new(Arc::clone(router)));
                     shared.insert(port, Arc::clone(&router));
-                    dns.push(server.serve(router, Arc::clone(&metrics)));
+                    dns.push(server.serve(router, Arc::clone(&metrics))?);
                 }
                 routers_of_ports = shared;
             }

@@ -655,7 +655,9 @@ async fn serve(records: Records) -> (dns_agent::server::ServerHandle, SocketAddr
         .await
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = server.local_addrs()[0];
-    let handle = server.spawn(SharedRecords::new(records), Arc::new(Metrics::default()));
+    let handle = server
+        .spawn(SharedRecords::new(records), Arc::new(Metrics::default()))
+        .expect("listeners start");
     (handle, addr)
 }
 

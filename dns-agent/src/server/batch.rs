@@ -37,7 +37,9 @@ impl Default for RecvBatch {
 unsafe impl Send for RecvBatch {}
 
 impl RecvBatch {
-    /// Reads the datagrams waiting on `fd` (non-blocking): how many, or `WouldBlock`.
+    /// Reads the datagrams waiting on `fd`: how many. On a blocking socket it waits for the
+    /// first one (until the socket's receive timeout: `WouldBlock`), then takes what else is
+    /// there; a shut down socket gives 0.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         // SAFETY: zeroed iovec/mmsghdr are valid; every pointer set below points into
         // `self`'s buffers, which outlive the call, with their true lengths.
@@ -60,7 +62,7 @@ impl RecvBatch {
                 fd,
                 hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
         };
@@ -94,8 +96,8 @@ impl RecvBatch {
     }
 }
 
-/// Writes `out` (non-blocking) in one system call per [`BATCH`]: how many were sent (the
-/// rest, after a `WouldBlock` or a short write, is the caller's).
+/// Writes `out` in one system call per [`BATCH`]: how many were sent (the rest, after an
+/// error or a short write, is the caller's).
 pub fn send(fd: RawFd, out: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     let mut sent = 0;
     for chunk in out.chunks(BATCH) {
@@ -117,14 +119,7 @@ pub fn send(fd: RawFd, out: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
             h.msg_iovlen = 1;
         }
         // SAFETY: the first `chunk.len()` headers are initialized (see above).
-        let n = unsafe {
-            libc::sendmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                chunk.len() as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
+        let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), chunk.len() as libc::c_uint, 0) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if sent > 0 { Ok(sent) } else { Err(e) };
@@ -159,6 +154,29 @@ fn socket_addr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         _ => None,
     }
+}
+
+/// Sends one datagram without waiting (`WouldBlock` when the socket's buffer is full), also
+/// on a blocking socket.
+pub fn send_now(fd: RawFd, bytes: &[u8], peer: SocketAddr) -> io::Result<()> {
+    // SAFETY: a zeroed sockaddr_storage is valid; `to_storage` fills it for `peer`.
+    let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = to_storage(peer, &mut addr);
+    // SAFETY: `bytes` and `addr` are valid for the lengths given during the call.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT,
+            std::ptr::from_ref(&addr).cast(),
+            len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn to_storage(addr: SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
@@ -199,6 +217,9 @@ mod tests {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let to = server.local_addr().expect("addr");
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
         for i in 0..40u8 {
             client.send_to(&[i; 10], to).expect("send");
         }

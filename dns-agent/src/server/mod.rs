@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use std::os::fd::AsRawFd;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -49,6 +49,12 @@ pub enum ServerError {
         #[source]
         source: io::Error,
         hint: &'static str,
+    },
+    #[error("cannot start the UDP listener on {addr}: {source}")]
+    Thread {
+        addr: String,
+        #[source]
+        source: io::Error,
     },
     #[error("no service address to listen on (give --service-ip)")]
     NoAddress,
@@ -89,6 +95,7 @@ pub struct DnsServer {
 pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    udp: Vec<UdpListener>,
 }
 
 impl DnsServer {
@@ -164,7 +171,11 @@ impl DnsServer {
 
     /// Starts answering from `records` alone: one block for their zones, the `kubernetes`
     /// plugin as its whole chain.
-    pub fn spawn(self, records: SharedRecords, metrics: Arc<Metrics>) -> ServerHandle {
+    pub fn spawn(
+        self,
+        records: SharedRecords,
+        metrics: Arc<Metrics>,
+    ) -> Result<ServerHandle, ServerError> {
         let zones = records.load().zones.clone();
         let plugins: Vec<Arc<dyn crate::plugin::Plugin>> = vec![Arc::new(
             crate::plugin::kubernetes::Kubernetes::new(records),
@@ -175,16 +186,34 @@ impl DnsServer {
 
     /// Starts answering through `router`'s server blocks (read anew for every query, so a
     /// replaced router takes over at once and queries in flight finish on the old one).
-    pub fn serve(self, router: SharedRouter, metrics: Arc<Metrics>) -> ServerHandle {
+    /// Fails only when a UDP listener's thread cannot be created (nothing is left running).
+    pub fn serve(
+        self,
+        router: SharedRouter,
+        metrics: Arc<Metrics>,
+    ) -> Result<ServerHandle, ServerError> {
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let runtime = tokio::runtime::Handle::current();
+        let mut udp: Vec<UdpListener> = Vec::with_capacity(self.udp.len());
         for socket in self.udp {
-            tasks.spawn(serve_udp(
-                Arc::new(socket),
+            let addr = socket
+                .local_addr()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+            match UdpListener::start(
+                socket,
                 Arc::clone(&router),
                 Arc::clone(&metrics),
-                stopped.clone(),
-            ));
+                runtime.clone(),
+            ) {
+                Ok(listener) => udp.push(listener),
+                Err(source) => {
+                    for started in &udp {
+                        started.signal_stop();
+                    }
+                    return Err(ServerError::Thread { addr, source });
+                }
+            }
         }
         for listener in self.tcp {
             tasks.spawn(serve_tcp(
@@ -195,7 +224,11 @@ impl DnsServer {
                 self.tcp_idle_timeout,
             ));
         }
-        ServerHandle { shutdown, tasks }
+        Ok(ServerHandle {
+            shutdown,
+            tasks,
+            udp,
+        })
     }
 }
 
@@ -203,49 +236,116 @@ impl ServerHandle {
     /// Stops every listener, closes TCP connections, and waits until all tasks ended.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
+        for udp in self.udp.drain(..) {
+            udp.stop().await;
+        }
         while self.tasks.join_next().await.is_some() {}
     }
 }
 
-async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    router: SharedRouter,
-    metrics: Arc<Metrics>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            log::error!("UDP listener without an address: {e}");
-            return;
+impl Drop for ServerHandle {
+    /// A handle dropped without [`ServerHandle::stop`] still ends its UDP threads (its tasks
+    /// end with their `JoinSet`).
+    fn drop(&mut self) {
+        for udp in &self.udp {
+            udp.signal_stop();
         }
-    };
+    }
+}
+
+/// How long a UDP listener's thread waits for a datagram before it looks whether it must stop
+/// (stopping also wakes it at once).
+const UDP_WAKE: Duration = Duration::from_millis(250);
+
+/// One UDP listener: its own thread, blocked in `recvmmsg` until datagrams come, answering
+/// what needs no waiting (cache hits from bytes, the cluster zone) in the batch it read and
+/// sending the batch's answers in one `sendmmsg`; queries that wait (forwarded ones) go on as
+/// tasks of `runtime` and send their answers themselves. No readiness polling, no wake-ups
+/// between threads on the path of a hit.
+struct UdpListener {
+    socket: Arc<std::net::UdpSocket>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl UdpListener {
+    fn start(
+        socket: UdpSocket,
+        router: SharedRouter,
+        metrics: Arc<Metrics>,
+        runtime: tokio::runtime::Handle,
+    ) -> io::Result<Self> {
+        let socket = socket.into_std()?;
+        socket.set_nonblocking(false)?;
+        socket.set_read_timeout(Some(UDP_WAKE))?;
+        let local = socket.local_addr()?;
+        let socket = Arc::new(socket);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name(format!("udp {local}"))
+            .spawn({
+                let (socket, stop) = (Arc::clone(&socket), Arc::clone(&stop));
+                move || serve_udp(&socket, local, &router, &metrics, &stop, &runtime)
+            })?;
+        Ok(UdpListener {
+            socket,
+            stop,
+            thread,
+        })
+    }
+
+    /// Tells the thread to stop and wakes it.
+    fn signal_stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A shut-down socket ends the wait in recvmmsg at once (Linux answers ENOTCONN for an
+        // unconnected socket and shuts it down all the same).
+        // SAFETY: the descriptor is open: `self.socket` holds it.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RD) };
+    }
+
+    /// Stops the thread and waits for it.
+    async fn stop(self) {
+        self.signal_stop();
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+fn serve_udp(
+    socket: &Arc<std::net::UdpSocket>,
+    local: SocketAddr,
+    router: &SharedRouter,
+    metrics: &Arc<Metrics>,
+    stop: &std::sync::atomic::AtomicBool,
+    runtime: &tokio::runtime::Handle,
+) {
+    // Plugins answering inline may create sockets and timers, and spawn: on `runtime`.
+    let _runtime = runtime.enter();
     let fd = socket.as_raw_fd();
     let mut batch = batch::RecvBatch::default();
     let mut out: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(batch::BATCH);
     // Response buffers of earlier batches, written again (no allocation per answer).
     let mut spare: Vec<Vec<u8>> = Vec::with_capacity(batch::BATCH);
-    loop {
-        tokio::select! {
-            _ = stopped.changed() => return,
-            ready = socket.readable() => {
-                if let Err(e) = ready {
-                    log::warn!("UDP listener {local}: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
-        }
-        match socket.try_io(Interest::READABLE, || batch.recv(fd)) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match batch.recv(fd) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 // ICMP errors from earlier sends surface here on Linux; keep serving.
-                log::debug!("UDP receive: {e}");
+                log::debug!("UDP receive on {local}: {e}");
                 continue;
             }
         }
-        let r = current(&router);
+        let r = current(router);
         for (query, peer) in batch.datagrams() {
             // A cache hit is written from bytes when it can be; else answered at once when no
             // plugin has to wait (the cluster zone), and sent with the batch; otherwise the
@@ -269,15 +369,15 @@ async fn serve_udp(
                 }
                 Some(None) => {}
                 None => {
-                    let (m, s) = (Arc::clone(&metrics), Arc::clone(&socket));
-                    tokio::spawn(async move {
+                    let (m, s) = (Arc::clone(metrics), Arc::clone(socket));
+                    runtime.spawn(async move {
                         let response = answer.await;
                         reply_udp(&s, &m, peer, response).await;
                     });
                 }
             }
         }
-        send_batch(&socket, &mut out).await;
+        send_batch(socket, &out);
         spare.extend(
             out.drain(..)
                 .map(|(bytes, _)| bytes)
@@ -286,25 +386,24 @@ async fn serve_udp(
     }
 }
 
-/// Sends `out` (one system call per batch); what the socket does not take at once is sent
-/// one by one. The buffers stay in `out` for the caller to reuse.
-async fn send_batch(socket: &UdpSocket, out: &mut [(Vec<u8>, SocketAddr)]) {
+/// Sends `out` (one system call per batch, waiting for room in the socket's buffer); what
+/// `sendmmsg` does not take is sent one by one. The buffers stay in `out` for reuse.
+fn send_batch(socket: &std::net::UdpSocket, out: &[(Vec<u8>, SocketAddr)]) {
     if out.is_empty() {
         return;
     }
-    let fd = socket.as_raw_fd();
-    let sent = socket
-        .try_io(Interest::WRITABLE, || batch::send(fd, out))
-        .unwrap_or(0);
+    let sent = batch::send(socket.as_raw_fd(), out).unwrap_or(0);
     for (bytes, peer) in out.iter().skip(sent) {
-        if let Err(e) = socket.send_to(bytes, *peer).await {
+        if let Err(e) = socket.send_to(bytes, *peer) {
             log::debug!("UDP send to {peer}: {e}");
         }
     }
 }
 
+/// Sends the answer of a query that waited (from a task: never blocks; a full socket buffer
+/// is waited out a few times, then the answer is dropped as UDP may).
 async fn reply_udp(
-    socket: &UdpSocket,
+    socket: &std::net::UdpSocket,
     metrics: &Metrics,
     peer: SocketAddr,
     response: Option<answer::Response>,
@@ -313,9 +412,19 @@ async fn reply_udp(
         return;
     };
     metrics.count_response(response.rcode);
-    if let Err(e) = socket.send_to(&response.bytes, peer).await {
-        log::debug!("UDP send to {peer}: {e}");
+    for _ in 0..50 {
+        match batch::send_now(socket.as_raw_fd(), &response.bytes, peer) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(e) => {
+                log::debug!("UDP send to {peer}: {e}");
+                return;
+            }
+            Ok(()) => return,
+        }
     }
+    log::debug!("UDP send to {peer}: the socket's buffer stayed full, answer dropped");
 }
 
 /// The router to answer the next query with.
@@ -408,5 +517,59 @@ async fn serve_connection(
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&response.bytes);
         stream.get_mut().write_all(&framed).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Records, SharedRecords};
+
+    fn config() -> ServerConfig {
+        ServerConfig {
+            addrs: vec![Ipv4Addr::LOCALHOST],
+            port: 0,
+            tcp_idle_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_the_udp_thread_and_frees_the_port() {
+        let server = DnsServer::bind(&config()).await.expect("bind");
+        let addr = server.local_addrs()[0];
+        let handle = server
+            .spawn(
+                SharedRecords::new(Records::empty(&Default::default(), 1)),
+                Arc::new(Metrics::default()),
+            )
+            .expect("listeners start");
+        handle.stop().await;
+        // The thread is gone with its socket: the port can be bound again.
+        std::net::UdpSocket::bind(addr).expect("the UDP port is free after stop");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_handle_ends_its_udp_thread_too() {
+        let server = DnsServer::bind(&config()).await.expect("bind");
+        let addr = server.local_addrs()[0];
+        let handle = server
+            .spawn(
+                SharedRecords::new(Records::empty(&Default::default(), 1)),
+                Arc::new(Metrics::default()),
+            )
+            .expect("listeners start");
+        drop(handle);
+        // The thread lets go of the socket once it sees the stop; wait for that.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match std::net::UdpSocket::bind(addr) {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("the UDP port stayed taken after the handle was dropped: {e}"),
+            }
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! (lower-case), type and class with the query's DO and CD bits. An answer is stored as the
 //! next plugin returned it; a hit copies its sections with every TTL lowered by the whole
 //! seconds it has spent in the cache (capped at the cache TTL), and takes one shard lock.
+//! Each entry also keeps its encoded response, from which plain UDP hits are answered without
+//! decoding anything (`wire.rs`, called by [`crate::plugin::Router::answer_wire`]).
 
 mod setup;
 mod store;
