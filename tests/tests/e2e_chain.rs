@@ -435,6 +435,7 @@ fn cache_serves_repeats_with_decaying_ttl() {
     let ttl1 = first.max_ttl();
     assert!((2..=CACHE_TTL).contains(&ttl1), "{}", first.out.text);
     let hits_before = metric(&chain, "coredns_cache_hits_total");
+    let from_bytes_before = metric(&chain, "dns_agent_userspace_cache_hits_from_bytes_total");
 
     thread::sleep(Duration::from_millis(2_100));
     let second_start = Instant::now();
@@ -457,6 +458,13 @@ fn cache_serves_repeats_with_decaying_ttl() {
         metric(&chain, "coredns_cache_hits_total"),
         hits_before + 1,
         "the second answer is a cache hit"
+    );
+    // dig's query (EDNS with a cookie option) is in the plain shape and `errors` lets a
+    // cached answer through: the hit was written from the entry's bytes.
+    assert_eq!(
+        metric(&chain, "dns_agent_userspace_cache_hits_from_bytes_total"),
+        from_bytes_before + 1,
+        "the hit was written from bytes"
     );
 
     // Nothing upstream any more: the cache alone answers, the TTL still going down.

@@ -41,6 +41,8 @@ const MAX_REQUEST_HEAD: usize = 8192;
 #[derive(Debug, Default)]
 pub struct Metrics {
     responses: [AtomicU64; RCODES.len()],
+    /// Of those, cache hits written from bytes (`Router::answer_wire`).
+    from_bytes: AtomicU64,
     records_a: AtomicU64,
     kernel_attachments: AtomicU64,
     /// Whether the records are complete (`GET /ready`); false until [`Metrics::set_ready`].
@@ -57,6 +59,12 @@ impl Metrics {
             .position(|(c, _)| *c == rcode)
             .unwrap_or(RCODES.len() - 1);
         self.responses[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one userspace response that was a cache hit written from bytes (also counted
+    /// by [`Metrics::count_response`]).
+    pub fn count_from_bytes(&self) {
+        self.from_bytes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Userspace responses counted so far with this RCODE name (`"NOERROR"`, ...).
@@ -140,6 +148,17 @@ impl Metrics {
                 "dns_agent_userspace_responses_total{{rcode=\"{name}\"}} {n}"
             );
         }
+        header(
+            &mut out,
+            "dns_agent_userspace_cache_hits_from_bytes_total",
+            "counter",
+            "Userspace responses that were cache hits written from their stored bytes, without decoding the query.",
+        );
+        let _ = writeln!(
+            out,
+            "dns_agent_userspace_cache_hits_from_bytes_total {}",
+            self.from_bytes.load(Ordering::Relaxed)
+        );
         header(
             &mut out,
             "dns_agent_records",
@@ -317,6 +336,7 @@ mod tests {
         m.count_response(16);
         m.count_response(9);
         m.set_records_a(6);
+        m.count_from_bytes();
         let mut k = [0u64; stats::COUNT as usize];
         k[stats::ANSWERED as usize] = 42;
         k[stats::MISS as usize] = 7;
@@ -330,6 +350,7 @@ mod tests {
             "dns_agent_userspace_responses_total{rcode=\"BADVERS\"} 1",
             "dns_agent_userspace_responses_total{rcode=\"OTHER\"} 1",
             "dns_agent_records{type=\"A\"} 6",
+            "dns_agent_userspace_cache_hits_from_bytes_total 1",
             "# TYPE dns_agent_kernel_passed_total counter",
         ] {
             assert!(

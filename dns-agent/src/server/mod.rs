@@ -354,6 +354,7 @@ fn serve_udp(
             buf.clear();
             if let Some(rcode) = r.answer_wire(query, peer, &mut buf) {
                 metrics.count_response(rcode);
+                metrics.count_from_bytes();
                 out.push((buf, peer));
                 continue;
             }
