@@ -42,7 +42,8 @@ pub struct CacheArgs {
     /// Queries dnsperf keeps outstanding at most (-q).
     #[arg(long, default_value_t = 400)]
     pub outstanding: u32,
-    /// Runs per server; the table shows the median of each figure.
+    /// Rounds (each server started and measured once per round); the table shows the median
+    /// of each figure.
     #[arg(long, default_value_t = 3)]
     pub repeat: u32,
     /// Names in the test zone (`host-N.example.org. A`), all of them in the query file.
@@ -212,45 +213,56 @@ fn bench(root: &Path, args: &CacheArgs) -> Result<()> {
         || None,
     )?;
 
-    let mut rows = Vec::new();
-    for server in Server::ALL {
-        eprintln!("==> bench --cache: {}", server.label());
-        let (proc, warm) = match server {
-            Server::Knot => {
-                let p = start_knot(&topo, workdir, "measured", &service, 53, &zone_file)?;
-                wait_answer(&topo, true, &service, 53, &probe_name, "Knot", || None)?;
-                (p, None)
-            }
-            _ => {
-                let p = start_agent(&topo, &agent, workdir, server)?;
-                wait_answer(&topo, true, &service, 53, &probe_name, "the agent", || {
-                    Some(workdir.join(format!("{}.log", server.short())))
-                })?;
-                let warm = warm_up(&topo, &service, &queries, args.names)?;
-                (p, Some(warm))
-            }
-        };
-        let pid = proc.id();
-        let mut runs = Vec::new();
-        for _ in 0..args.repeat.max(1) {
-            runs.push(measure(&topo, args, server, pid, &queries)?);
-        }
-        let threads = thread_ids(pid).len();
-        if let Some(dir) = &args.perf {
-            profile(&topo, args, server, pid, &queries, dir)?;
-        }
-        let out = proc.stop(Duration::from_secs(5));
-        if let Ok(out) = out {
-            if !out.status.success() {
-                eprintln!("warning: {} exited with {}", server.short(), out.status);
-            }
-        }
-        rows.push(Row {
+    // Rounds: every server once per round, started afresh, so that whatever else slows the
+    // machine down over the minutes of the bench weighs on each of them alike.
+    let mut rows: Vec<Row> = Server::ALL
+        .iter()
+        .map(|&server| Row {
             server,
-            runs,
-            warm,
-            threads,
-        });
+            runs: Vec::new(),
+            warm: None,
+            threads: 0,
+        })
+        .collect();
+    let rounds = args.repeat.max(1);
+    for round in 1..=rounds {
+        for row in &mut rows {
+            let server = row.server;
+            eprintln!(
+                "==> bench --cache, round {round}/{rounds}: {}",
+                server.label()
+            );
+            let (proc, warm) = match server {
+                Server::Knot => {
+                    let p = start_knot(&topo, workdir, "measured", &service, 53, &zone_file)?;
+                    wait_answer(&topo, true, &service, 53, &probe_name, "Knot", || None)?;
+                    (p, None)
+                }
+                _ => {
+                    let p = start_agent(&topo, &agent, workdir, server)?;
+                    wait_answer(&topo, true, &service, 53, &probe_name, "the agent", || {
+                        Some(workdir.join(format!("{}.log", server.short())))
+                    })?;
+                    let warm = warm_up(&topo, &service, &queries, args.names)?;
+                    (p, Some(warm))
+                }
+            };
+            let pid = proc.id();
+            row.runs.push(measure(&topo, args, server, pid, &queries)?);
+            row.warm = row.warm.or(warm);
+            row.threads = thread_ids(pid).len();
+            if round == rounds {
+                if let Some(dir) = &args.perf {
+                    profile(&topo, args, server, pid, &queries, dir)?;
+                }
+            }
+            let out = proc.stop(Duration::from_secs(5));
+            if let Ok(out) = out {
+                if !out.status.success() {
+                    eprintln!("warning: {} exited with {}", server.short(), out.status);
+                }
+            }
+        }
     }
     drop(upstream);
     drop(topo);
@@ -710,7 +722,8 @@ fn table(args: &CacheArgs, rows: &[Row]) -> String {
         .fold(0.0, f64::max);
     let _ = writeln!(
         s,
-        "Median of {} runs per line, one server after the other in the same run. dnsperf in the pod namespace, \
+        "Median of {} rounds per line; in each round every server is started afresh and measured once, one after \
+         the other (so that drifts of the machine weigh on all alike). dnsperf in the pod namespace, \
          {} s per run, `-c {} -T {} -q {} -t 1` (the highest-rate settings of `cargo xtask bench`), cycling over \
          {} names `host-N.{ZONE}` A; each server in the node namespace on the service address {}:53. \
          Knot DNS {} is authoritative for `{ZONE}` with `udp-workers: 1`, `tcp-workers: 1`, \

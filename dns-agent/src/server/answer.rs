@@ -10,9 +10,9 @@ use crate::records::{Outcome, RData, Rcode, Records, Rr, SOA_EXPIRE, SOA_REFRESH
 /// Largest UDP response without EDNS, and the smallest limit with it (RFC 6891 §6.2.5).
 pub const MIN_UDP_LIMIT: usize = 512;
 /// RR type of the EDNS pseudo-record.
-const TYPE_OPT: u16 = 41;
+pub(crate) const TYPE_OPT: u16 = 41;
 /// The DO bit in the OPT record's flags.
-const FLAG_DO: u16 = 0x8000;
+pub(crate) const FLAG_DO: u16 = 0x8000;
 
 /// How the query arrived: it decides the size limit of the response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -526,24 +526,25 @@ mod tests {
     use super::*;
     use crate::records::{Records, SharedRecords};
 
-    fn config() -> ServerConfig {
-        ServerConfig {
+    /// A server on a free port of 127.0.0.1 answering from empty records: its UDP address.
+    async fn running() -> (SocketAddr, ServerHandle) {
+        let cfg = ServerConfig {
             addrs: vec![Ipv4Addr::LOCALHOST],
             port: 0,
             tcp_idle_timeout: Duration::from_secs(5),
-        }
+        };
+        let server = DnsServer::bind(&cfg).await.expect("bind");
+        let addr = server.local_addrs()[0];
+        let records = SharedRecords::new(Records::empty(&Default::default(), 1));
+        let handle = server
+            .spawn(records, Arc::new(Metrics::default()))
+            .expect("listeners start");
+        (addr, handle)
     }
 
     #[tokio::test]
     async fn stopping_ends_the_udp_thread_and_frees_the_port() {
-        let server = DnsServer::bind(&config()).await.expect("bind");
-        let addr = server.local_addrs()[0];
-        let handle = server
-            .spawn(
-                SharedRecords::new(Records::empty(&Default::default(), 1)),
-                Arc::new(Metrics::default()),
-            )
-            .expect("listeners start");
+        let (addr, handle) = running().await;
         handle.stop().await;
         // The thread is gone with its socket: the port can be bound again.
         std::net::UdpSocket::bind(addr).expect("the UDP port is free after stop");
@@ -551,26 +552,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_handle_ends_its_udp_thread_too() {
-        let server = DnsServer::bind(&config()).await.expect("bind");
-        let addr = server.local_addrs()[0];
-        let handle = server
-            .spawn(
-                SharedRecords::new(Records::empty(&Default::default(), 1)),
-                Arc::new(Metrics::default()),
-            )
-            .expect("listeners start");
+        let (addr, handle) = running().await;
         drop(handle);
         // The thread lets go of the socket once it sees the stop; wait for that.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match std::net::UdpSocket::bind(addr) {
-                Ok(_) => break,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err(e) => panic!("the UDP port stayed taken after the handle was dropped: {e}"),
-            }
+        while let Err(e) = std::net::UdpSocket::bind(addr) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the UDP port stayed taken after the handle was dropped: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

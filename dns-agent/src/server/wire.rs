@@ -3,7 +3,9 @@
 //! OPT record — is read; anything else is `None` and goes the decoded way ([`super::answer`]),
 //! which answers it exactly as before.
 
-use super::answer::{Edns, MIN_UDP_LIMIT};
+use dns_common::name::MAX_NAME_LEN as MAX_NAME;
+
+use super::answer::{Edns, FLAG_DO, MIN_UDP_LIMIT, TYPE_OPT};
 
 /// Length of the DNS header.
 pub const HEADER_LEN: usize = 12;
@@ -11,15 +13,11 @@ pub const HEADER_LEN: usize = 12;
 pub const OPT_LEN: usize = 11;
 /// Most labels a name can have (255 bytes of one-byte labels).
 const MAX_LABELS: usize = 128;
-/// Longest name in wire form.
-const MAX_NAME: usize = 255;
 
-const TYPE_OPT: u16 = 41;
 const FLAG_QR: u8 = 0x80;
 const OPCODE_MASK: u8 = 0x78;
 const FLAG_RD: u8 = 0x01;
 const FLAG_CD: u8 = 0x10;
-const FLAG_DO: u16 = 0x8000;
 
 /// A plain query, borrowed from the datagram it came in.
 #[derive(Clone, Debug)]

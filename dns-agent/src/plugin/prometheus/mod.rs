@@ -132,17 +132,35 @@ impl Prometheus {
     /// Counts a request answered without the chain (a cache hit answered from its bytes)
     /// exactly as [`Plugin::serve`] counts one answered through it.
     pub fn count_answered(&self, q: &Question<'_>, rcode: u16, received: Instant) {
-        let series = self.request_series(q);
-        series.requests.inc();
-        self.response_counter(q.zone, ResponseCode::from_low(rcode as u8))
-            .inc();
-        series.duration.observe(received.elapsed().as_secs_f64());
+        let rcode = ResponseCode::from_low(rcode as u8);
+        let code = usize::from(u16::from(rcode));
+        match self.slots(q.zone) {
+            // The usual case, without taking a reference to the series.
+            Some(slots) if code < RCODE_SLOTS => {
+                let series = self.request_slot(slots, q);
+                series.requests.inc();
+                slots.responses[code]
+                    .get_or_init(|| self.response_counter_slow(q.zone, rcode))
+                    .inc();
+                series.duration.observe(received.elapsed().as_secs_f64());
+            }
+            _ => {
+                let series = self.request_series(q);
+                series.requests.inc();
+                self.response_counter(q.zone, rcode).inc();
+                series.duration.observe(received.elapsed().as_secs_f64());
+            }
+        }
     }
 
     fn request_series(&self, q: &Question<'_>) -> Arc<RequestSeries> {
-        let Some(slots) = self.slots(q.zone) else {
-            return self.request_series_slow(q);
-        };
+        match self.slots(q.zone) {
+            Some(slots) => Arc::clone(self.request_slot(slots, q)),
+            None => self.request_series_slow(q),
+        }
+    }
+
+    fn request_slot<'s>(&self, slots: &'s ZoneSlots, q: &Question<'_>) -> &'s Arc<RequestSeries> {
         let t = TYPES
             .iter()
             .position(|t| *t == q.qtype)
@@ -150,7 +168,7 @@ impl Prometheus {
         let i = (usize::from(q.transport == Transport::Tcp) * 2 + usize::from(!q.ipv4_client))
             * (TYPES.len() + 1)
             + t;
-        Arc::clone(slots.requests[i].get_or_init(|| self.request_series_slow(q)))
+        slots.requests[i].get_or_init(|| self.request_series_slow(q))
     }
 
     fn request_series_slow(&self, q: &Question<'_>) -> Arc<RequestSeries> {
