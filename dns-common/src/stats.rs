@@ -13,7 +13,7 @@ pub const FRAGMENT: u32 = 2;
 pub const NOT_UDP: u32 = 3;
 /// UDP, but not to a configured service address and port.
 pub const NOT_SERVICE: u32 = 4;
-/// Truncated or inconsistent headers, lengths or question name.
+/// Truncated or inconsistent headers, lengths or question name; a wrong IPv4 header checksum.
 pub const MALFORMED: u32 = 5;
 /// Not a standard query: QR set, opcode not QUERY, or section counts other than one question.
 pub const NOT_QUERY: u32 = 6;

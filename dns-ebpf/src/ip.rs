@@ -1,4 +1,5 @@
-//! IPv4: header validation (options allowed, no fragments), address swap and header checksum.
+//! IPv4: header validation (options allowed, no fragments, checksum verified), address swap and
+//! header checksum.
 
 use dns_common::stats;
 
@@ -56,6 +57,22 @@ pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv4, u32> {
     }
     let tot_len = u16::from_be(h.tot_len_be) as usize;
     if tot_len < hdr_len + 8 || off + tot_len > p.len() {
+        return Err(stats::MALFORMED);
+    }
+    // The header checksum, options included: the stack would drop a header that fails it, so
+    // the kernel must not answer it either (the UDP checksum cannot be checked: a pod's
+    // datagrams come with it left to offload).
+    let w: [u32; 5] = read(p, off)?;
+    let mut sum = w[0] as u64 + w[1] as u64 + w[2] as u64 + w[3] as u64 + w[4] as u64;
+    let mut i = 5;
+    while i < 15 {
+        if i * 4 >= hdr_len {
+            break;
+        }
+        sum += read::<u32, P>(p, off + i * 4)? as u64;
+        i += 1;
+    }
+    if crate::answer::fold(sum) != 0xffff {
         return Err(stats::MALFORMED);
     }
     Ok(Ipv4 {

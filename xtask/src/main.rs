@@ -4,6 +4,7 @@ mod bench;
 mod bench_cache;
 mod demo;
 mod ebpf_build;
+mod fuzz_kernel;
 mod latency_probe;
 mod manifests;
 mod setup;
@@ -56,6 +57,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Random and mutated packets through the kernel programs (`BPF_PROG_TEST_RUN`): nothing
+    /// but a well-formed query is answered, every answer is userspace's (`--packets`, `--seed`).
+    FuzzKernel(fuzz_kernel::FuzzArgs),
     /// Internal: paced DNS latency probe with kernel receive timestamps (`bench` runs it in the
     /// pod namespace).
     #[command(hide = true)]
@@ -78,6 +82,7 @@ fn main() -> Result<()> {
             bench_cache::run(&root, args.into_iter().filter(|a| a != "--cache").collect())
         }
         Cmd::Bench { args } => bench::run(&root, args),
+        Cmd::FuzzKernel(args) => fuzz_kernel::run(&root, &args),
         Cmd::LatencyProbe(args) => return latency_probe::run(&args),
     };
     if result.is_ok() {

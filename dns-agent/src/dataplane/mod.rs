@@ -270,6 +270,28 @@ impl Dataplane {
         Ok(())
     }
 
+    /// The descriptor of the program `name` (one of [`programs`]), loaded on first use: to run
+    /// it on packets (`BPF_PROG_TEST_RUN`) against the maps this dataplane writes, attached or
+    /// not.
+    pub fn program_fd(
+        &mut self,
+        name: &'static str,
+    ) -> Result<std::os::fd::BorrowedFd<'_>, DataplaneError> {
+        if name == programs::DNS_TC || name == programs::REFLECT_TC {
+            self.program::<SchedClassifier>(name)?;
+        } else {
+            self.program::<Xdp>(name)?;
+        }
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or(DataplaneError::MissingProgram(name))?;
+        let fd = prog
+            .fd()
+            .map_err(|source| DataplaneError::Program { name, source })?;
+        Ok(std::os::fd::AsFd::as_fd(fd))
+    }
+
     /// The program `name`, loaded into the kernel on first use.
     fn program<T>(&mut self, name: &'static str) -> Result<&mut T, DataplaneError>
     where
