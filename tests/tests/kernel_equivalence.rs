@@ -6,6 +6,8 @@
 //! long form): nothing that is not a well-formed query to the service is ever answered.
 //! Needs root.
 
+// Shared with kernel_answers.rs, which uses more of it.
+#[allow(dead_code)]
 #[path = "kernel_answers/packets.rs"]
 mod packets;
 
