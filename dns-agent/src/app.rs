@@ -519,14 +519,17 @@ impl Updater {
             return Ok(false);
         }
         records.serial = unix_now().max(records.serial.wrapping_add(1));
-        if let (Some(dp), false) = (&self.dataplane, applied.names.is_empty()) {
-            let names: Vec<&str> = applied.names.iter().map(String::as_str).collect();
-            let (a, aaaa) = records.address_maps_of(names.iter().copied());
+        if let Some(dp) = &self.dataplane {
             let mut dp = lock(dp);
-            let report = dp.sync_a_names(&a, names.iter().copied())?;
-            log::debug!("kernel A map: {report:?}");
-            let report = dp.sync_aaaa_names(&aaaa, names.iter().copied())?;
-            log::debug!("kernel AAAA map: {report:?}");
+            dp.set_soa_of(&records)?;
+            if !applied.names.is_empty() {
+                let names: Vec<&str> = applied.names.iter().map(String::as_str).collect();
+                let (a, aaaa) = records.address_maps_of(names.iter().copied());
+                let (report, aaaa_report) =
+                    dp.sync_addresses_names(&a, &aaaa, names.iter().copied())?;
+                log::debug!("kernel A map: {report:?}");
+                log::debug!("kernel AAAA map: {aaaa_report:?}");
+            }
         }
         let count = self.a_names.load(Ordering::Relaxed);
         let count = count.saturating_add_signed(applied.a_delta);
@@ -561,7 +564,8 @@ impl Updater {
             let mut dp = lock(dp);
             let a = new.a_map();
             count = Some(a.len());
-            let report = dp.sync_a(&a)?;
+            dp.set_soa_of(&new)?;
+            let (report, aaaa_report) = dp.sync_addresses(&a, &new.aaaa_map())?;
             log::info!(
                 "kernel map synced: {} inserted, {} updated, {} removed, {} userspace only",
                 report.inserted,
@@ -569,7 +573,7 @@ impl Updater {
                 report.removed,
                 report.userspace_only
             );
-            let report = dp.sync_aaaa(&new.aaaa_map())?;
+            let report = aaaa_report;
             log::info!(
                 "kernel AAAA map synced: {} inserted, {} updated, {} removed, {} userspace only",
                 report.inserted,
@@ -718,13 +722,13 @@ fn start_dataplane(
     };
     // On error `dp` is dropped here, which detaches whatever was attached.
     let mut dp = Dataplane::start(&cfg)?;
-    let report = dp.sync_a(&records.a_map())?;
+    let (report, aaaa_report) = dp.sync_records(records)?;
     log::info!(
         "kernel map filled: {} names ({} left to userspace)",
         report.inserted + report.updated,
         report.userspace_only
     );
-    let report = dp.sync_aaaa(&records.aaaa_map())?;
+    let report = aaaa_report;
     log::info!(
         "kernel AAAA map filled: {} names ({} left to userspace)",
         report.inserted + report.updated,

@@ -5,4 +5,5 @@
 pub mod config;
 pub mod name;
 pub mod records;
+pub mod soa;
 pub mod stats;

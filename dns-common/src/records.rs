@@ -22,6 +22,11 @@ pub const MAX_ADDRS: usize = 32;
 /// Value flag: the name exists but the kernel must not answer it (more addresses than
 /// [`MAX_ADDRS`]); the packet is passed to userspace and counted as `too_big`.
 pub const FLAG_USERSPACE_ONLY: u16 = 1;
+/// Value flag: the name has no records of the other address type (AAAA for a `DNS_A` value, A
+/// for a `DNS_AAAA` value) and lies in the zone of `DNS_SOA`: the kernel answers a question
+/// for that type NODATA with the zone's SOA, as userspace does. Set by the agent from the
+/// records, not from what the other map holds.
+pub const FLAG_NO_OTHER_TYPE: u16 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, bytemuck::Pod, bytemuck::Zeroable)]
@@ -78,6 +83,8 @@ pub mod aaaa {
     /// Value flag: the name has more than [`MAX_AAAA`] addresses; the kernel passes the packet
     /// to userspace and counts it as `too_big`.
     pub const FLAG_USERSPACE_ONLY: u16 = super::FLAG_USERSPACE_ONLY;
+    /// Value flag: the name has no A records (see [`super::FLAG_NO_OTHER_TYPE`]).
+    pub const FLAG_NO_OTHER_TYPE: u16 = super::FLAG_NO_OTHER_TYPE;
 
     #[repr(C)]
     #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]

@@ -3,7 +3,7 @@
 //! Checksums are summed over little-endian loads (RFC 1071 §2(B): byte order only swaps the
 //! folded result, and storing it little-endian swaps it back), so wire bytes never need swapping.
 
-use dns_common::stats;
+use dns_common::{soa, soa::Soa, stats};
 
 use crate::{
     dns::{Found, Query},
@@ -12,6 +12,7 @@ use crate::{
     packet::{read, write, Packet},
     rrset::Rrset,
     udp::Udp,
+    DNS_SOA,
 };
 
 /// Size of the OPT record sent back (no options).
@@ -54,9 +55,124 @@ pub fn reply<P: Packet, R: Rrset>(
     if n == 0 {
         return Err(stats::MISS);
     }
+    let sections = Sections {
+        answers: n as u16,
+        authority: 0,
+        len: n * R::ANSWER_LEN,
+    };
+    respond(p, ip, udp, q, found.name_sum, sections, |p, off| {
+        rec.write_answers(p, off, n)
+    })
+}
+
+/// Turns the query into the NODATA answer: no answers, the zone's SOA (`DNS_SOA`) in the
+/// authority section. `name_sum` is the name's checksum sum (it was sent in lower case).
+#[inline(always)]
+pub fn nodata<P: Packet>(
+    p: &mut P,
+    ip: &Ipv4,
+    udp: &Udp,
+    q: &Query,
+    name_sum: u64,
+) -> Result<(), u32> {
+    let soa = DNS_SOA.get_ptr(0).ok_or(stats::MISS)?;
+    // SAFETY: a map value pointer stays valid for the whole program run.
+    let soa: &Soa = unsafe { &*soa };
+    let zone_len = soa.zone_len as usize;
+    // The agent flags only names in the zone; a zone longer than the name means no SOA yet.
+    if zone_len == 0 || zone_len > q.name_len {
+        return Err(stats::MISS);
+    }
+    // Where the zone starts in the message: the end of the question's name.
+    let zone_at = (12 + q.name_len - zone_len) as u16;
+    let sections = Sections {
+        answers: 0,
+        authority: 1,
+        len: soa::RECORD_LEN,
+    };
+    respond(p, ip, udp, q, name_sum, sections, |p, off| {
+        write_soa(p, off, zone_at, soa)
+    })
+}
+
+/// Writes the SOA record (see `dns_common::soa`) at `off`, its names pointing at `zone_at`;
+/// returns the offset after it and its little-endian partial sum.
+#[inline(always)]
+fn write_soa<P: Packet>(p: &P, off: usize, zone_at: u16, soa: &Soa) -> Result<(usize, u64), u32> {
+    let ptr = (0xc000 | zone_at).to_be_bytes();
+    let ptr = u16::from_ne_bytes(ptr);
+    let [p_hi, p_lo] = ptr.to_ne_bytes();
+    let h = |a: u8, b: u8| u16::from_ne_bytes([a, b]);
+    let ttl = soa.ttl_be;
+    let n = &soa.numbers_be;
+    let m = soa::MNAME_LABELS;
+    let r = soa::RNAME_LABELS;
+    let words: [u16; 27] = [
+        ptr,
+        h(0, 6),
+        h(0, 1),
+        ttl as u16,
+        (ttl >> 16) as u16,
+        h(0, 42),
+        // MNAME: 02 n s 03 d n s, pointer; then RNAME's length byte.
+        h(m[0], m[1]),
+        h(m[2], m[3]),
+        h(m[4], m[5]),
+        h(m[6], p_hi),
+        h(p_lo, r[0]),
+        // RNAME: hostmaster, pointer.
+        h(r[1], r[2]),
+        h(r[3], r[4]),
+        h(r[5], r[6]),
+        h(r[7], r[8]),
+        h(r[9], r[10]),
+        ptr,
+        n[0] as u16,
+        (n[0] >> 16) as u16,
+        n[1] as u16,
+        (n[1] >> 16) as u16,
+        n[2] as u16,
+        (n[2] >> 16) as u16,
+        n[3] as u16,
+        (n[3] >> 16) as u16,
+        n[4] as u16,
+        (n[4] >> 16) as u16,
+    ];
+    write(p, off, words)?;
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i < 27 {
+        sum += words[i] as u64;
+        i += 1;
+    }
+    Ok((off + soa::RECORD_LEN, sum))
+}
+
+/// The sections a response carries after its question.
+struct Sections {
+    answers: u16,
+    authority: u16,
+    /// Their length in bytes (even).
+    len: usize,
+}
+
+/// Rewrites the query into a response with `sections` (written by `body` at the offset it is
+/// given, returning the offset after them and their little-endian partial sum), AA set, the
+/// question as sent (`name_sum`: its name's sum) and the OPT echoed; resizes the packet and
+/// computes every checksum. The caller sends it back.
+#[inline(always)]
+fn respond<P: Packet>(
+    p: &mut P,
+    ip: &Ipv4,
+    udp: &Udp,
+    q: &Query,
+    name_sum: u64,
+    sections: Sections,
+    body: impl FnOnce(&P, usize) -> Result<(usize, u64), u32>,
+) -> Result<(), u32> {
     let opt_len = if q.has_opt { OPT_LEN } else { 0 };
     let tail_off = q.name_off + q.name_len;
-    let dns_len = tail_off - q.dns_off + 4 + n * R::ANSWER_LEN + opt_len;
+    let dns_len = tail_off - q.dns_off + 4 + sections.len + opt_len;
     let limit = if q.has_opt && q.udp_size as usize > CLASSIC_UDP_SIZE {
         q.udp_size as usize
     } else {
@@ -80,22 +196,22 @@ pub fn reply<P: Packet, R: Rrset>(
     // field itself.
     let mut sum = ports[0] as u64 + ports[1] as u64 + addr_sum + 0x1100 + 2 * udp_len_be as u64;
 
-    // Header: ID kept; QR AA, RD copied | CD copied, RCODE 0; QD 1, AN n, NS 0, AR 0/1.
+    // Header: ID kept; QR AA, RD copied | CD copied, RCODE 0; QD 1, AN, NS, AR 0/1.
     let flags = u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]);
     let hdr = [
         q.id as u32 | (flags as u32) << 16,
-        1u16.to_be() as u32 | ((n as u16).to_be() as u32) << 16,
-        ((q.has_opt as u16).to_be() as u32) << 16,
+        1u16.to_be() as u32 | (sections.answers.to_be() as u32) << 16,
+        sections.authority.to_be() as u32 | ((q.has_opt as u16).to_be() as u32) << 16,
     ];
     write(p, q.dns_off, hdr)?;
     sum += hdr[0] as u64 + hdr[1] as u64 + hdr[2] as u64;
     // The question as sent; it starts at an even offset of the UDP datagram.
-    sum += found.name_sum;
+    sum += name_sum;
 
     // Everything after the name, summed as if it started at an even offset: QTYPE/QCLASS
-    // (unchanged: 00 01 or 00 1C, then 00 01), the answers (each of even length), the OPT.
-    let (off, answers_sum) = rec.write_answers(p, tail_off + 4, n)?;
-    let mut tail: u64 = q.qtype_be as u64 + 0x0100 + answers_sum;
+    // (unchanged: 00 01 or 00 1C, then 00 01), the sections (each of even length), the OPT.
+    let (off, body_sum) = body(p, tail_off + 4)?;
+    let mut tail: u64 = q.qtype_be as u64 + 0x0100 + body_sum;
     if q.has_opt {
         let size = q.udp_size.to_be_bytes();
         let do_bit = if q.dnssec_ok { 0x80 } else { 0 };

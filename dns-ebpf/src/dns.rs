@@ -192,10 +192,21 @@ pub struct Found<R> {
     pub name_sum: u64,
 }
 
+/// What the maps say about the question.
+pub enum Lookup<R> {
+    /// The name's records of the asked type.
+    Records(Found<R>),
+    /// The name exists with records of the other address type only: NODATA. Only for a
+    /// name sent in lower case (the SOA's pointers then reproduce userspace's compression).
+    NoData { name_sum: u64 },
+}
+
 /// Loads the name once, lower-cases and hashes it a word at a time (exactly
-/// `dns_common::name::hash_words`), looks it up and verifies the stored name word by word.
+/// `dns_common::name::hash_words`), looks it up in the map of the asked type `R` and verifies
+/// the stored name word by word; on a miss, looks for it in the map of the other type `O`
+/// flagged as having no records of type `R`.
 #[inline(always)]
-pub fn lookup<P: Packet, R: Rrset>(p: &P, q: &Query) -> Result<Found<R>, u32> {
+pub fn lookup<P: Packet, R: Rrset, O: Rrset>(p: &P, q: &Query) -> Result<Lookup<R>, u32> {
     let len = q.name_len as u32;
     if len == 0 || len > MAX_NAME_LEN as u32 {
         return Err(stats::MALFORMED);
@@ -212,12 +223,15 @@ pub fn lookup<P: Packet, R: Rrset>(p: &P, q: &Query) -> Result<Found<R>, u32> {
     p.load_bytes(q.name_off, base as *mut u8, len)?;
     let mut h = hash_start();
     let mut name_sum: u64 = 0;
+    // Bits lower-casing changed: 0 when the name came in lower case.
+    let mut upper: u64 = 0;
     let mut i = 0;
     while i < NAME_WORDS && i < nwords {
         // SAFETY: words below `nwords` were written by the helper and the zero store above.
         let w = unsafe { base.add(i).read() };
         name_sum += (w & 0xffff_ffff) + (w >> 32);
         let lw = lower_word(w);
+        upper |= w ^ lw;
         // SAFETY: as above, inside the buffer.
         unsafe { base.add(i).write(lw) };
         h = hash_step(h, lw);
@@ -225,16 +239,34 @@ pub fn lookup<P: Packet, R: Rrset>(p: &P, q: &Query) -> Result<Found<R>, u32> {
     }
     // `NameKey { hash, len, _pad: 0 }` as two words: no 6-byte memset for the padding.
     let key: NameKey = bytemuck::cast([hash_finish(h, len as u16), len as u64]);
-    let rec = R::map().get_ptr(&key).ok_or(stats::MISS)?;
-    // SAFETY: a map value pointer stays valid for the whole program run.
-    let stored = unsafe { (*rec).name() };
+    if let Some(rec) = R::map().get_ptr(&key) {
+        // SAFETY: a map value pointer stays valid for the whole program run.
+        if same_name(unsafe { (*rec).name() }, base, nwords) {
+            return Ok(Lookup::Records(Found { rec, name_sum }));
+        }
+    }
+    if upper != 0 {
+        return Err(stats::MISS);
+    }
+    let other = O::map().get_ptr(&key).ok_or(stats::MISS)?;
+    // SAFETY: as above.
+    let other = unsafe { &*other };
+    if !other.no_other_type() || !same_name(other.name(), base, nwords) {
+        return Err(stats::MISS);
+    }
+    Ok(Lookup::NoData { name_sum })
+}
+
+/// Whether the first `nwords` words of `stored` are those at `base`.
+#[inline(always)]
+fn same_name(stored: &[u64; NAME_WORDS], base: *const u64, nwords: usize) -> bool {
     let mut i = 0;
     while i < NAME_WORDS && i < nwords {
-        // SAFETY: `i < nwords`, written above.
+        // SAFETY: `i < nwords`: words the caller wrote.
         if stored[i] != unsafe { base.add(i).read() } {
-            return Err(stats::MISS);
+            return false;
         }
         i += 1;
     }
-    Ok(Found { rec, name_sum })
+    true
 }

@@ -1,4 +1,5 @@
-//! dns-ebpf: the XDP and TC programs that answer A and AAAA queries from `DNS_A` and `DNS_AAAA`.
+//! dns-ebpf: the XDP and TC programs that answer A and AAAA queries from `DNS_A` and `DNS_AAAA`
+//! (NODATA with `DNS_SOA`'s record for a name that has only the other type).
 #![no_std]
 #![no_main]
 
@@ -18,7 +19,7 @@ use aya_ebpf::{
     maps::{Array, HashMap},
     programs::{TcContext, XdpContext},
 };
-use dns_common::{config, records};
+use dns_common::{config, records, soa};
 
 use crate::packet::{Packet, Tc, Xdp};
 
@@ -36,6 +37,10 @@ pub static DNS_A: HashMap<records::NameKey, records::ARecords> =
 #[map]
 pub static DNS_AAAA: HashMap<records::NameKey, records::AaaaRecords> =
     HashMap::with_max_entries(records::AAAA_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// The zone's SOA, for negative answers (written by the agent).
+#[map]
+pub static DNS_SOA: Array<soa::Soa> = Array::with_max_entries(soa::CAPACITY, 0);
 
 /// Answers A and AAAA queries for known names with `XDP_TX`; passes everything else untouched.
 #[xdp]
@@ -75,13 +80,18 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
     // (a TCP GSO packet is 64 KiB) would cost far more than it saves.
     p.linearize()?;
     let q = dns::parse(p, &udp)?;
-    // One comparison, then only the map of the asked type.
+    // One comparison, then the map of the asked type (and, on a miss, the other type's, for
+    // a name that has only those: NODATA).
     if q.is_aaaa() {
-        let found = dns::lookup::<P, records::AaaaRecords>(p, &q)?;
-        answer::reply(p, &ip, &udp, &q, &found)
+        match dns::lookup::<P, records::AaaaRecords, records::ARecords>(p, &q)? {
+            dns::Lookup::Records(found) => answer::reply(p, &ip, &udp, &q, &found),
+            dns::Lookup::NoData { name_sum } => answer::nodata(p, &ip, &udp, &q, name_sum),
+        }
     } else {
-        let found = dns::lookup::<P, records::ARecords>(p, &q)?;
-        answer::reply(p, &ip, &udp, &q, &found)
+        match dns::lookup::<P, records::ARecords, records::AaaaRecords>(p, &q)? {
+            dns::Lookup::Records(found) => answer::reply(p, &ip, &udp, &q, &found),
+            dns::Lookup::NoData { name_sum } => answer::nodata(p, &ip, &udp, &q, name_sum),
+        }
     }
 }
 

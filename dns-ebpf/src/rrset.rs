@@ -3,7 +3,10 @@
 use aya_ebpf::maps::HashMap;
 use dns_common::{
     name::NAME_WORDS,
-    records::{ARecords, AaaaRecords, NameKey, FLAG_USERSPACE_ONLY, MAX_AAAA, MAX_ADDRS},
+    records::{
+        ARecords, AaaaRecords, NameKey, FLAG_NO_OTHER_TYPE, FLAG_USERSPACE_ONLY, MAX_AAAA,
+        MAX_ADDRS,
+    },
 };
 
 use crate::{
@@ -26,6 +29,8 @@ pub trait Rrset: Sized + 'static {
     fn count(&self) -> usize;
     /// Whether userspace must answer this name (more records than `MAX`).
     fn userspace_only(&self) -> bool;
+    /// Whether the name has no records of the other address type (`FLAG_NO_OTHER_TYPE`).
+    fn no_other_type(&self) -> bool;
     /// Writes the first `n` (<= `MAX`) answers at `off`; returns the offset after them and
     /// their little-endian one's-complement partial sum, as if they started at an even offset.
     fn write_answers<P: Packet>(&self, p: &P, off: usize, n: usize) -> Result<(usize, u64), u32>;
@@ -50,6 +55,10 @@ impl Rrset for ARecords {
     #[inline(always)]
     fn userspace_only(&self) -> bool {
         self.flags & FLAG_USERSPACE_ONLY != 0
+    }
+    #[inline(always)]
+    fn no_other_type(&self) -> bool {
+        self.flags & FLAG_NO_OTHER_TYPE != 0
     }
     #[inline(always)]
     fn write_answers<P: Packet>(&self, p: &P, off: usize, n: usize) -> Result<(usize, u64), u32> {
@@ -88,6 +97,10 @@ impl Rrset for AaaaRecords {
     #[inline(always)]
     fn userspace_only(&self) -> bool {
         self.flags & FLAG_USERSPACE_ONLY != 0
+    }
+    #[inline(always)]
+    fn no_other_type(&self) -> bool {
+        self.flags & FLAG_NO_OTHER_TYPE != 0
     }
     #[inline(always)]
     fn write_answers<P: Packet>(&self, p: &P, off: usize, n: usize) -> Result<(usize, u64), u32> {

@@ -56,8 +56,9 @@ impl Harness {
         };
         let mut dp = Dataplane::start_with_object(EBPF_OBJECT, &cfg)
             .unwrap_or_else(|e| panic!("loading the kernel program (root needed): {e}"));
-        let a = dp.sync_a(&records.a_map()).expect("DNS_A written");
-        let aaaa = dp.sync_aaaa(&records.aaaa_map()).expect("DNS_AAAA written");
+        let (a, aaaa) = dp
+            .sync_records(&records)
+            .expect("DNS_SOA, DNS_A, DNS_AAAA written");
         assert!(a.full == 0 && aaaa.full == 0, "the maps hold every name");
         Harness { records, dp }
     }
@@ -284,20 +285,50 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
             }
         }
     }
-    // Every A and AAAA name of the maps was answered in the kernel, in some spelling.
-    let expected: std::collections::BTreeSet<(String, u16)> = h
-        .records
-        .a_map()
+    // Every A and AAAA name of the maps was answered in the kernel, in some spelling; and so
+    // was the other type of a name that has only one (NODATA), but under `dns.<zone>` and
+    // `hostmaster.<zone>` (the SOA's names compress into those).
+    let (a, aaaa) = (h.records.a_map(), h.records.aaaa_map());
+    let soa_names =
+        |n: &str| n.ends_with("dns.cluster.local.") || n.ends_with("hostmaster.cluster.local.");
+    let expected: std::collections::BTreeSet<(String, u16)> = a
         .keys()
         .map(|n| (n.clone(), 1))
-        .chain(h.records.aaaa_map().keys().map(|n| (n.clone(), 28)))
+        .chain(aaaa.keys().map(|n| (n.clone(), 28)))
+        .chain(
+            a.keys()
+                .filter(|n| !aaaa.contains_key(*n) && !soa_names(n))
+                .map(|n| (n.clone(), 28)),
+        )
+        .chain(
+            aaaa.keys()
+                .filter(|n| !a.contains_key(*n) && !soa_names(n))
+                .map(|n| (n.clone(), 1)),
+        )
         .collect();
+    assert!(
+        expected.len() > a.len() + aaaa.len(),
+        "the fixture has names of one address type only"
+    );
     let missing: Vec<_> = expected.difference(&by_name).collect();
     assert!(
         missing.is_empty(),
         "never answered in the kernel: {missing:?}"
     );
     eprintln!("{answered} of {asked} queries answered in the kernel, all as userspace does");
+
+    // A change moves the serial: the kernel's SOA follows once the agent writes it again.
+    let name = a
+        .keys()
+        .find(|n| !aaaa.contains_key(*n) && !soa_names(n))
+        .expect("an IPv4-only name")
+        .clone();
+    let frame = Frame::query(Query::aaaa(&name).bytes()).bytes();
+    h.records.serial += 3600;
+    h.dp.set_soa_of(&h.records).expect("DNS_SOA written");
+    for prog in PROGS {
+        assert!(h.check(prog, &frame), "{name} AAAA: NODATA from the kernel");
+    }
 }
 
 /// xorshift64*: the same packets for the same seed.

@@ -20,13 +20,14 @@ use aya::{
 };
 use dns_common::{
     config::{self, Config, MAX_SERVICE_IPV4},
-    records::{self, ARecords, AaaaRecords, NameKey},
+    records::{self, ARecords, AaaaRecords, NameKey, FLAG_NO_OTHER_TYPE},
+    soa::{self, Soa},
     stats,
 };
 
 pub use names::{to_wire, NameError};
 
-use crate::records::{AMap, AaaaMap};
+use crate::records::{AMap, AaaaMap, Records};
 
 /// The eBPF object built from dns-ebpf by build.rs (empty when the toolchain was missing).
 pub static EBPF_OBJECT: &[u8] =
@@ -167,6 +168,10 @@ pub struct Dataplane {
     records: BpfHashMap<MapData, NameKey, ARecords>,
     aaaa: BpfHashMap<MapData, NameKey, AaaaRecords>,
     stats: PerCpuArray<MapData, u64>,
+    soa: Array<MapData, Soa>,
+    /// The zone `soa` holds the SOA of (lower-case, trailing dot): names under it may be
+    /// answered NODATA by the kernel.
+    soa_zone: Option<String>,
     /// Capacity of `records` and of `aaaa` (names each).
     map_entries: u32,
     /// What `records` holds, as last written by `sync_a`/`sync_a_names`.
@@ -214,12 +219,15 @@ impl Dataplane {
         let records = take_map(&mut ebpf, records::MAP_NAME)?;
         let aaaa = take_map(&mut ebpf, records::AAAA_MAP_NAME)?;
         let stats = take_map(&mut ebpf, stats::MAP_NAME)?;
+        let soa = take_map(&mut ebpf, soa::MAP_NAME)?;
         let mut dp = Dataplane {
             ebpf,
             links: Vec::new(),
             records,
             aaaa,
             stats,
+            soa,
+            soa_zone: None,
             map_entries: cfg.map_entries,
             written: sync::Written::new(),
             written_aaaa: sync::Written::new(),
@@ -356,6 +364,95 @@ impl Dataplane {
     ) -> Result<SyncReport, DataplaneError> {
         let plan = sync::plan_names(&self.written_aaaa, records, names);
         self.apply_aaaa(plan)
+    }
+
+    /// Writes the SOA of `zone` (lower-case, trailing dot) that the kernel's NODATA answers
+    /// carry: `ttl` for the record, then SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM. Written
+    /// again whenever the serial moves; until first written the kernel sends no NODATA.
+    pub fn set_soa(
+        &mut self,
+        zone: &str,
+        ttl: u32,
+        numbers: [u32; 5],
+    ) -> Result<(), DataplaneError> {
+        let wire = to_wire(zone).map_err(|_| DataplaneError::Map {
+            name: soa::MAP_NAME,
+            source: MapError::InvalidName {
+                name: zone.to_owned(),
+            },
+        })?;
+        let value = Soa {
+            zone_len: wire.len() as u32,
+            ttl_be: ttl.to_be(),
+            numbers_be: numbers.map(u32::to_be),
+        };
+        self.soa
+            .set(0, value, 0)
+            .map_err(|source| DataplaneError::Map {
+                name: soa::MAP_NAME,
+                source,
+            })?;
+        self.soa_zone = Some(zone.to_owned());
+        Ok(())
+    }
+
+    /// Writes `records` to the kernel: the SOA of their zone ([`Dataplane::set_soa_of`]), then
+    /// every A and AAAA name ([`Dataplane::sync_addresses`]).
+    pub fn sync_records(
+        &mut self,
+        records: &Records,
+    ) -> Result<(SyncReport, SyncReport), DataplaneError> {
+        self.set_soa_of(records)?;
+        self.sync_addresses(&records.a_map(), &records.aaaa_map())
+    }
+
+    /// [`Dataplane::set_soa`] with the SOA userspace answers for `records`' zone.
+    pub fn set_soa_of(&mut self, records: &Records) -> Result<(), DataplaneError> {
+        let numbers = [
+            records.serial,
+            crate::records::SOA_REFRESH,
+            crate::records::SOA_RETRY,
+            crate::records::SOA_EXPIRE,
+            records.ttl,
+        ];
+        self.set_soa(&records.zone, records.soa_ttl(), numbers)
+    }
+
+    /// Makes `DNS_A` and `DNS_AAAA` equal to the records' A and AAAA names (as
+    /// [`Dataplane::sync_a`] and [`Dataplane::sync_aaaa`]), each value flagged
+    /// `FLAG_NO_OTHER_TYPE` when the name has no address of the other type and lies in the
+    /// zone of [`Dataplane::set_soa`]: the kernel then answers that type NODATA.
+    pub fn sync_addresses(
+        &mut self,
+        a: &AMap,
+        aaaa: &AaaaMap,
+    ) -> Result<(SyncReport, SyncReport), DataplaneError> {
+        let zone = self.soa_zone.clone();
+        let plan = sync::plan_with(&self.written, a, |n| no_other(zone.as_deref(), n, aaaa));
+        let a_report = self.apply_a(plan)?;
+        let plan = sync::plan_with(&self.written_aaaa, aaaa, |n| {
+            no_other(zone.as_deref(), n, a)
+        });
+        Ok((a_report, self.apply_aaaa(plan)?))
+    }
+
+    /// [`Dataplane::sync_addresses`] for the listed `names` only (as
+    /// [`Dataplane::sync_a_names`]); `a` and `aaaa` must hold every listed name's addresses.
+    pub fn sync_addresses_names<'a>(
+        &mut self,
+        a: &AMap,
+        aaaa: &AaaaMap,
+        names: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(SyncReport, SyncReport), DataplaneError> {
+        let zone = self.soa_zone.clone();
+        let plan = sync::plan_names_with(&self.written, a, names.clone(), |n| {
+            no_other(zone.as_deref(), n, aaaa)
+        });
+        let a_report = self.apply_a(plan)?;
+        let plan = sync::plan_names_with(&self.written_aaaa, aaaa, names, |n| {
+            no_other(zone.as_deref(), n, a)
+        });
+        Ok((a_report, self.apply_aaaa(plan)?))
     }
 
     fn apply_a(&mut self, plan: sync::Plan<'_, Ipv4Addr>) -> Result<SyncReport, DataplaneError> {
@@ -583,6 +680,32 @@ where
         .take_map(name)
         .ok_or(DataplaneError::MissingMap(name))?;
     T::try_from(map).map_err(|source| DataplaneError::Map { name, source })
+}
+
+/// `FLAG_NO_OTHER_TYPE` for `name` when it lies in `zone` and has no address in `other`.
+///
+/// Not for names under `dns.<zone>` or `hostmaster.<zone>`: userspace's encoder points the
+/// SOA's MNAME (`ns.dns.<zone>`) or RNAME (`hostmaster.<zone>`) into such a question, where the
+/// kernel's record always points at the zone; userspace answers those.
+fn no_other<A>(
+    zone: Option<&str>,
+    name: &str,
+    other: &std::collections::BTreeMap<String, (u32, Vec<A>)>,
+) -> u16 {
+    let Some(zone) = zone else {
+        return 0;
+    };
+    let under = |label: &str| {
+        let apex = format!("{label}.{zone}");
+        name == apex || name.ends_with(&format!(".{apex}"))
+    };
+    let in_zone = crate::records::in_zone(name, zone) && !under("dns") && !under("hostmaster");
+    let has_other = other.get(name).is_some_and(|(_, addrs)| !addrs.is_empty());
+    if in_zone && !has_other {
+        FLAG_NO_OTHER_TYPE
+    } else {
+        0
+    }
 }
 
 /// The `DNS_CONFIG` entry for these addresses and port.

@@ -18,16 +18,19 @@ use super::names::{aaaa_value_of, key_of, to_wire, value_of};
 pub trait MapAddr: Sized {
     /// The map value.
     type Value: bytemuck::Pod + std::fmt::Debug;
-    /// The value for `addrs` (in order) under the packed name `words`.
-    fn value(words: [u64; 32], ttl: u32, addrs: &[Self]) -> Self::Value;
+    /// The value for `addrs` (in order) under the packed name `words`, with `flags` (besides
+    /// the userspace-only flag the addresses may call for).
+    fn value(words: [u64; 32], ttl: u32, addrs: &[Self], flags: u16) -> Self::Value;
     /// Whether the value tells the kernel to leave the name to userspace.
     fn userspace_only(value: &Self::Value) -> bool;
 }
 
 impl MapAddr for Ipv4Addr {
     type Value = ARecords;
-    fn value(words: [u64; 32], ttl: u32, addrs: &[Self]) -> ARecords {
-        value_of(words, ttl, addrs)
+    fn value(words: [u64; 32], ttl: u32, addrs: &[Self], flags: u16) -> ARecords {
+        let mut v = value_of(words, ttl, addrs);
+        v.flags |= flags;
+        v
     }
     fn userspace_only(value: &ARecords) -> bool {
         value.flags & FLAG_USERSPACE_ONLY != 0
@@ -36,8 +39,10 @@ impl MapAddr for Ipv4Addr {
 
 impl MapAddr for Ipv6Addr {
     type Value = AaaaRecords;
-    fn value(words: [u64; 32], ttl: u32, addrs: &[Self]) -> AaaaRecords {
-        aaaa_value_of(words, ttl, addrs)
+    fn value(words: [u64; 32], ttl: u32, addrs: &[Self], flags: u16) -> AaaaRecords {
+        let mut v = aaaa_value_of(words, ttl, addrs);
+        v.flags |= flags;
+        v
     }
     fn userspace_only(value: &AaaaRecords) -> bool {
         value.flags & FLAG_USERSPACE_ONLY != 0
@@ -77,6 +82,8 @@ pub struct Want<'r, A> {
     pub name: &'r str,
     pub ttl: u32,
     pub addrs: &'r [A],
+    /// Flags of the value besides userspace-only (`FLAG_NO_OTHER_TYPE`).
+    pub flags: u16,
     /// What [`Written`] holds once the value is in the map.
     pub print: Print,
     /// The value tells the kernel to leave the name to userspace (too many addresses).
@@ -88,7 +95,7 @@ impl<A: MapAddr> Want<'_, A> {
     /// is not a valid wire name, which the planner never returns).
     pub fn value(&self) -> Option<A::Value> {
         let (_, words) = to_wire(self.name).and_then(|w| key_of(&w)).ok()?;
-        Some(A::value(words, self.ttl, self.addrs))
+        Some(A::value(words, self.ttl, self.addrs, self.flags))
     }
 }
 
@@ -97,13 +104,15 @@ fn want_of<'r, A: MapAddr>(
     name: &'r str,
     ttl: u32,
     addrs: &'r [A],
+    flags: u16,
 ) -> Option<(NameKey, Want<'r, A>)> {
     let (key, words) = to_wire(name).and_then(|w| key_of(&w)).ok()?;
-    let value = A::value(words, ttl, addrs);
+    let value = A::value(words, ttl, addrs, flags);
     let want = Want {
         name,
         ttl,
         addrs,
+        flags,
         print: Print {
             owner: name_print(name),
             value: value_print(&value),
@@ -173,6 +182,15 @@ pub fn plan<'r, A: MapAddr>(
     written: &Written,
     records: &'r BTreeMap<String, (u32, Vec<A>)>,
 ) -> Plan<'r, A> {
+    plan_with(written, records, |_| 0)
+}
+
+/// [`plan`] with `flags(name)` added to each name's value.
+pub fn plan_with<'r, A: MapAddr>(
+    written: &Written,
+    records: &'r BTreeMap<String, (u32, Vec<A>)>,
+    flags: impl Fn(&str) -> u16,
+) -> Plan<'r, A> {
     let mut p = Plan::default();
     // Keys in the order of their first name, so that inserts follow name order.
     let mut order = Vec::new();
@@ -180,7 +198,7 @@ pub fn plan<'r, A: MapAddr>(
         if addrs.is_empty() {
             continue;
         }
-        let Some((key, want)) = want_of(name, *ttl, addrs) else {
+        let Some((key, want)) = want_of(name, *ttl, addrs, flags(name)) else {
             p.invalid += 1;
             continue;
         };
@@ -232,6 +250,16 @@ pub fn plan_names<'r, 'n, A: MapAddr>(
     records: &'r BTreeMap<String, (u32, Vec<A>)>,
     names: impl IntoIterator<Item = &'n str>,
 ) -> Plan<'r, A> {
+    plan_names_with(written, records, names, |_| 0)
+}
+
+/// [`plan_names`] with `flags(name)` added to each name's value.
+pub fn plan_names_with<'r, 'n, A: MapAddr>(
+    written: &Written,
+    records: &'r BTreeMap<String, (u32, Vec<A>)>,
+    names: impl IntoIterator<Item = &'n str>,
+    flags: impl Fn(&str) -> u16,
+) -> Plan<'r, A> {
     let mut p = Plan::default();
     let mut names: Vec<&str> = names.into_iter().collect();
     names.sort_unstable();
@@ -245,7 +273,7 @@ pub fn plan_names<'r, 'n, A: MapAddr>(
             .filter(|(_, (_, addrs))| !addrs.is_empty());
         let (key, listed) = match wanted {
             Some((name, (ttl, addrs))) => {
-                let Some((key, want)) = want_of(name, *ttl, addrs) else {
+                let Some((key, want)) = want_of(name, *ttl, addrs, flags(name)) else {
                     p.invalid += 1;
                     continue;
                 };
