@@ -174,7 +174,9 @@ async fn a_dead_first_upstream_fails_over_to_the_next() {
     };
     let to_dead = format!("{{to=\"{dead}\"}} ");
     let asked = value(&format!("coredns_forward_requests_total{to_dead}"));
-    let probed = value(&format!("coredns_forward_healthcheck_failures_total{to_dead}"));
+    let probed = value(&format!(
+        "coredns_forward_healthcheck_failures_total{to_dead}"
+    ));
     assert!(
         (1..=2).contains(&asked) && asked + probed >= 2,
         "dead upstream asked {asked} times, {probed} failed health checks:\n{text}"
