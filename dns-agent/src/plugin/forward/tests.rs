@@ -572,10 +572,14 @@ async fn fails_over_and_marks_the_dead_upstream_down() {
         assert_eq!(r.unwrap().answers().len(), 1);
         assert_eq!(up.queries.lock().unwrap().len(), i);
     }
-    // Two failures (max_fails 2): down; the third query did not try it.
+    // Two failures (max_fails 2), of queries or of the health check a failed query starts
+    // (which comes second is a race): down; the third query did not try it.
     assert!(ups.is_down(0));
-    assert_eq!(ups.list[0].fails(), 2);
-    assert_eq!(ups.list[0].requests.get(), 2);
+    let (fails, requests) = (ups.list[0].fails(), ups.list[0].requests.get());
+    assert!(
+        fails >= 2 && (1..=2).contains(&requests),
+        "{fails} failures, {requests} requests"
+    );
 }
 
 #[tokio::test]
