@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Use this agent binary instead of building `target/release/dns-agent`.
     #[arg(long)]
     pub agent: Option<PathBuf>,
+    /// Type asked for each name: `A` (positive answers), or `AAAA`, which the sample's
+    /// IPv4-only names answer NODATA (the kernel's negative path).
+    #[arg(long, default_value = "A", value_parser = ["A", "AAAA"])]
+    pub qtype: String,
 }
 
 /// Which path answers the queries.
@@ -167,7 +171,10 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     let workdir = WorkDir::create()?;
     let workdir = workdir.path();
     let queries = workdir.join("queries.txt");
-    let body: String = names.iter().map(|n| format!("{n} A\n")).collect();
+    let body: String = names
+        .iter()
+        .map(|n| format!("{n} {}\n", args.qtype))
+        .collect();
     std::fs::write(&queries, body).with_context(|| format!("writing {}", queries.display()))?;
 
     let _stats = BpfStats::enable()?;
@@ -829,7 +836,7 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
     let _ = writeln!(
         s,
         "Median of {} runs per line. dnsperf 2.10 in the pod namespace, {} s per run, `-c {} -T {} -q {} -t 1` (fixed rate adds `-Q {}`), \
-         cycling over {} A names of the sample snapshot; the agent in the node namespace, attached to the \
+         cycling over {} A names of the sample snapshot, asked type {}; the agent in the node namespace, attached to the \
          node-side veth. CPU is the whole machine's busy time during the run (wall time × CPUs − idle \
          time from /proc/stat, whose idle clocks are exact, unlike its tick-sampled busy columns), \
          dnsperf included, over answered queries; in-kernel time is the attached program's `run_time_ns / run_cnt` with \
@@ -843,7 +850,8 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
         args.threads,
         args.outstanding,
         args.rate,
-        names.len()
+        names.len(),
+        args.qtype
     );
     let _ = writeln!(
         s,
