@@ -331,6 +331,60 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
     }
 }
 
+/// The NODATA flag follows the records: a name that gains AAAA records is answered with them
+/// (its `DNS_A` value loses the flag with the same incremental sync), and NODATA again once
+/// they are gone.
+#[test]
+fn nodata_follows_a_name_gaining_and_losing_the_other_type() {
+    let mut h = Harness::new();
+    let (a, mut aaaa) = (h.records.a_map(), h.records.aaaa_map());
+    let name = a
+        .keys()
+        .find(|n| !aaaa.contains_key(*n) && n.ends_with(".svc.cluster.local."))
+        .expect("an IPv4-only service name")
+        .clone();
+    let frame = Frame::query(Query::aaaa(&name).bytes()).bytes();
+    let counts = |h: &mut Harness| {
+        let fd = h.dp.program_fd(programs::DNS_XDP).expect("program");
+        let out = test_run(fd, &frame, 1).expect("test run");
+        assert_eq!(out.retval, XDP_TX, "{name} AAAA answered in the kernel");
+        let dns = udp_payload(&out.data).expect("a datagram").to_vec();
+        (
+            u16::from_be_bytes([dns[6], dns[7]]),
+            u16::from_be_bytes([dns[8], dns[9]]),
+        )
+    };
+    assert_eq!(counts(&mut h), (0, 1), "NODATA: no answer, the SOA");
+    let v6: std::net::Ipv6Addr = "fd00::10".parse().expect("address");
+    aaaa.insert(name.clone(), (5, vec![v6]));
+    h.dp.sync_addresses_names(&a, &aaaa, [name.as_str()])
+        .expect("incremental sync");
+    assert_eq!(counts(&mut h), (1, 0), "the new AAAA record");
+    aaaa.remove(&name);
+    h.dp.sync_addresses_names(&a, &aaaa, [name.as_str()])
+        .expect("incremental sync");
+    assert_eq!(counts(&mut h), (0, 1), "NODATA again");
+    // And the other way round: A asked for a name that now has AAAA only.
+    let mut a_only_gone = a.clone();
+    a_only_gone.remove(&name);
+    aaaa.insert(name.clone(), (5, vec![v6]));
+    h.dp.sync_addresses_names(&a_only_gone, &aaaa, [name.as_str()])
+        .expect("incremental sync");
+    let frame_a = Frame::query(Query::a(&name).bytes()).bytes();
+    let fd = h.dp.program_fd(programs::DNS_XDP).expect("program");
+    let out = test_run(fd, &frame_a, 1).expect("test run");
+    let dns = udp_payload(&out.data).expect("a datagram");
+    assert_eq!(
+        (
+            out.retval,
+            u16::from_be_bytes([dns[6], dns[7]]),
+            u16::from_be_bytes([dns[8], dns[9]])
+        ),
+        (XDP_TX, 0, 1),
+        "A of an IPv6-only name: NODATA"
+    );
+}
+
 /// xorshift64*: the same packets for the same seed.
 struct Rng(u64);
 
