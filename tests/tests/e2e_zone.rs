@@ -306,7 +306,7 @@ impl Case {
     }
 
     /// Whether the kernel answers this case, positive or NODATA.
-    fn from_kernel(&self, cases: &[Case]) -> bool {
+    fn answered_by_kernel(&self, cases: &[Case]) -> bool {
         self.kernel_answers() || self.kernel_nodata(cases)
     }
 }
@@ -433,7 +433,7 @@ fn check(case: &Case, edns: bool, r: &Reply, serial: &str) -> Vec<String> {
 #[test]
 fn zone_address_cases_through_the_kernel_path() {
     let cases = cases();
-    let from_kernel = cases.iter().filter(|c| c.from_kernel(&cases)).count();
+    let from_kernel = cases.iter().filter(|c| c.answered_by_kernel(&cases)).count();
     assert!(
         cases.iter().any(|c| c.kernel_nodata(&cases)),
         "the case list has NODATA cases the kernel answers"
@@ -521,7 +521,7 @@ fn zone_address_cases_through_the_kernel_path() {
                     "{} {} edns={edns} (kernel: {})\n--- kernel path:\n{}\n--- userspace:\n{}",
                     case.qname,
                     case.qtype,
-                    case.from_kernel(&cases),
+                    case.answered_by_kernel(&cases),
                     kernel.text,
                     user.text
                 ));
