@@ -433,7 +433,10 @@ fn check(case: &Case, edns: bool, r: &Reply, serial: &str) -> Vec<String> {
 #[test]
 fn zone_address_cases_through_the_kernel_path() {
     let cases = cases();
-    let from_kernel = cases.iter().filter(|c| c.answered_by_kernel(&cases)).count();
+    let from_kernel = cases
+        .iter()
+        .filter(|c| c.answered_by_kernel(&cases))
+        .count();
     assert!(
         cases.iter().any(|c| c.kernel_nodata(&cases)),
         "the case list has NODATA cases the kernel answers"

@@ -186,11 +186,7 @@ async fn every_readme_example_runs() {
     for readme in &readmes {
         let text = std::fs::read_to_string(readme).expect("README");
         let mut found = 0;
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("```corefile\n") {
-            let body = &rest[start + "```corefile\n".len()..];
-            let end = body.find("```").expect("closing fence");
-            let example = &body[..end];
+        for example in corefile::readme_examples(&text) {
             let origin = format!("{}#{}", readme.display(), found + 1);
             let cf = corefile::parse(&origin, example)
                 .unwrap_or_else(|e| panic!("{origin}: {e}\n{example}"));
@@ -211,7 +207,6 @@ async fn every_readme_example_runs() {
             )
             .unwrap_or_else(|e| panic!("{origin}: {e}\n{example}"));
             found += 1;
-            rest = &body[end..];
         }
         if found > 0 {
             plugins_with_examples.push(

@@ -287,3 +287,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
     Duration::try_from_secs_f64(total).ok()
 }
+
+/// The ```corefile examples of a README, in order: what the tests of each plugin (and the
+/// config tests, for every plugin) run.
+#[cfg(test)]
+pub fn readme_examples(readme: &str) -> Vec<&str> {
+    readme
+        .split("```corefile\n")
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find("```").expect("a closing ``` fence");
+            &rest[..end]
+        })
+        .collect()
+}

@@ -390,13 +390,8 @@ fn setup_registers_the_plugin() {
 
 #[test]
 fn readme_examples_parse() {
-    let readme = include_str!("README.md");
     let mut blocks = 0;
-    let mut rest = readme;
-    while let Some(start) = rest.find("```corefile\n") {
-        let body = &rest[start + "```corefile\n".len()..];
-        let end = body.find("```").expect("closed fence");
-        let text = &body[..end];
+    for text in corefile::readme_examples(include_str!("README.md")) {
         let file = corefile::parse("README.md", text)
             .unwrap_or_else(|e| panic!("example does not parse: {e}\n{text}"));
         for block in &file.blocks {
@@ -406,7 +401,6 @@ fn readme_examples_parse() {
             }
         }
         blocks += 1;
-        rest = &body[end..];
     }
     assert!(blocks >= 3, "README examples found: {blocks}");
 }

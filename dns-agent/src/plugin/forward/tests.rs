@@ -722,14 +722,9 @@ async fn fake_udp_at(addr: SocketAddr) -> Arc<std::sync::Mutex<Vec<Message>>> {
 
 /// The ```corefile examples of the README.
 fn readme_examples() -> Vec<corefile::Corefile> {
-    let readme = include_str!("README.md");
-    readme
-        .split("```corefile\n")
-        .skip(1)
-        .map(|rest| {
-            let text = rest.split("```").next().unwrap();
-            corefile::parse("README.md", text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-        })
+    corefile::readme_examples(include_str!("README.md"))
+        .into_iter()
+        .map(|text| corefile::parse("README.md", text).unwrap_or_else(|e| panic!("{e}\n{text}")))
         .collect()
 }
 

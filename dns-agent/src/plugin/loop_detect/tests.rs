@@ -244,14 +244,9 @@ async fn probe_starts_the_detectors_of_one_server() {
 
 /// The ```corefile examples of the README.
 fn readme_examples() -> Vec<corefile::Corefile> {
-    let readme = include_str!("README.md");
-    readme
-        .split("```corefile\n")
-        .skip(1)
-        .map(|rest| {
-            let text = rest.split("```").next().unwrap();
-            corefile::parse("README.md", text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-        })
+    corefile::readme_examples(include_str!("README.md"))
+        .into_iter()
+        .map(|text| corefile::parse("README.md", text).unwrap_or_else(|e| panic!("{e}\n{text}")))
         .collect()
 }
 
