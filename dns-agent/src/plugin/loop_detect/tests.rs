@@ -105,9 +105,9 @@ fn the_third_sighting_is_a_loop() {
     assert!(reports.lock().unwrap().is_empty());
 }
 
-/// Serves `router` on a loopback UDP port, one task per query.
-async fn serve_udp(router: Arc<Router>) -> SocketAddr {
-    let sock = Arc::new(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap());
+/// Serves `router` on UDP `addr` (port 0: a free loopback port), one task per query.
+async fn serve_udp(router: Arc<Router>, addr: SocketAddr) -> SocketAddr {
+    let sock = Arc::new(UdpSocket::bind(addr).await.unwrap());
     let local = sock.local_addr().unwrap();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
@@ -135,10 +135,13 @@ async fn nxdomain_upstream() -> SocketAddr {
             Box::pin(async move { Ok(req.reply(ResponseCode::NXDomain)) })
         }
     }
-    serve_udp(Arc::new(Router::new(vec![Block {
-        zones: vec![".".to_owned()],
-        plugins: vec![Arc::new(Nx)],
-    }])))
+    serve_udp(
+        Arc::new(Router::new(vec![Block {
+            zones: vec![".".to_owned()],
+            plugins: vec![Arc::new(Nx)],
+        }])),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    )
     .await
 }
 
@@ -166,21 +169,7 @@ async fn server(upstream: Option<SocketAddr>, detector: Arc<Detector>) -> Socket
             Arc::new(Forward::new(cfg, &metrics)),
         ],
     }]));
-    let sock = Arc::new(UdpSocket::bind(port).await.unwrap());
-    let local = sock.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65535];
-        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
-            let bytes = buf[..n].to_vec();
-            let (sock, router) = (Arc::clone(&sock), Arc::clone(&router));
-            tokio::spawn(async move {
-                if let Some(r) = router.handle(&bytes, Transport::Udp, from, local).await {
-                    let _ = sock.send_to(&r.bytes, from).await;
-                }
-            });
-        }
-    });
-    local
+    serve_udp(router, port).await
 }
 
 #[tokio::test]
