@@ -85,25 +85,7 @@ impl Topology {
         let (node, pod) = (self.node_ns.as_str(), self.pod_ns.as_str());
         run("ip", &["netns", "add", node])?;
         run("ip", &["netns", "add", pod])?;
-        // Created inside the node namespace with the peer moved straight into the pod one, so the
-        // names never meet in the root namespace and parallel topologies cannot clash.
-        run(
-            "ip",
-            &[
-                "-n",
-                node,
-                "link",
-                "add",
-                &self.node_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &self.pod_if,
-                "netns",
-                pod,
-            ],
-        )?;
+        veth(node, &self.node_if, &self.pod_if, pod)?;
         let node_cidr = format!("{}/30", self.node_addr);
         let pod_cidr = format!("{}/30", self.pod_addr);
         let service = format!("{SERVICE_IP}/32");
@@ -285,27 +267,24 @@ pub struct UpstreamNet {
     addrs: Vec<Ipv4Addr>,
 }
 
+/// A veth pair created inside namespace `ns` (end `name`) with its peer (`peer`) moved straight
+/// into `peer_ns`: the names never meet in the root namespace, so parallel topologies cannot
+/// clash.
+fn veth(ns: &str, name: &str, peer: &str, peer_ns: &str) -> io::Result<()> {
+    run(
+        "ip",
+        &[
+            "-n", ns, "link", "add", name, "type", "veth", "peer", "name", peer, "netns", peer_ns,
+        ],
+    )
+    .map(drop)
+}
+
 impl UpstreamNet {
     fn build(&self) -> io::Result<()> {
         let (node, up) = (self.node_ns.as_str(), self.ns.as_str());
         run("ip", &["netns", "add", up])?;
-        run(
-            "ip",
-            &[
-                "-n",
-                node,
-                "link",
-                "add",
-                &self.node_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &self.up_if,
-                "netns",
-                up,
-            ],
-        )?;
+        veth(node, &self.node_if, &self.up_if, up)?;
         let node_cidr = format!("{}/28", self.node_addr);
         run("ip", &["-n", up, "link", "set", "lo", "up"])?;
         run(
