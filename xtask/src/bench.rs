@@ -29,21 +29,11 @@ mod expected;
     about = "Measure the kernel path, the reflect baseline and userspace with dnsperf"
 )]
 pub struct BenchArgs {
-    /// Seconds each dnsperf run lasts.
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
+    #[command(flatten)]
+    pub dnsperf: DnsperfArgs,
     /// Queries per second of the fixed-rate runs (dnsperf -Q).
     #[arg(long, default_value_t = 50_000)]
     pub rate: u32,
-    /// dnsperf clients (-c): distinct source ports.
-    #[arg(long, default_value_t = 8)]
-    pub clients: u32,
-    /// dnsperf threads (-T).
-    #[arg(long, default_value_t = 2)]
-    pub threads: u32,
-    /// Queries dnsperf keeps outstanding at most (-q).
-    #[arg(long, default_value_t = 400)]
-    pub outstanding: u32,
     /// Runs per mode and load; the table shows the median of each figure.
     #[arg(long, default_value_t = 3)]
     pub repeat: u32,
@@ -60,6 +50,48 @@ pub struct BenchArgs {
     /// IPv4-only names answer NODATA (the kernel's negative path).
     #[arg(long, default_value = "A", value_parser = ["A", "AAAA"])]
     pub qtype: String,
+}
+
+/// How dnsperf runs, in this bench and in `bench --cache`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DnsperfArgs {
+    /// Seconds each dnsperf run lasts.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// dnsperf clients (-c): distinct source ports.
+    #[arg(long, default_value_t = 8)]
+    pub clients: u32,
+    /// dnsperf threads (-T).
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Queries dnsperf keeps outstanding at most (-q).
+    #[arg(long, default_value_t = 400)]
+    pub outstanding: u32,
+}
+
+impl DnsperfArgs {
+    /// dnsperf's arguments for asking `service` the names of `queries` (at the highest rate).
+    pub fn command_args(&self, service: &str, queries: &Path) -> Result<Vec<String>> {
+        Ok([
+            "-s",
+            service,
+            "-d",
+            path_str(queries)?,
+            "-l",
+            &self.duration.to_string(),
+            "-c",
+            &self.clients.to_string(),
+            "-T",
+            &self.threads.to_string(),
+            "-q",
+            &self.outstanding.to_string(),
+            "-t",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect())
+    }
 }
 
 /// Which path answers the queries.
@@ -276,33 +308,11 @@ fn measure(
     prog: Option<u32>,
 ) -> Result<Row> {
     let service = topo.service_ip().to_string();
-    let duration = args.duration.to_string();
-    let (clients, threads, outstanding) = (
-        args.clients.to_string(),
-        args.threads.to_string(),
-        args.outstanding.to_string(),
-    );
-    let rate;
-    let mut dp: Vec<&str> = vec![
-        "-s",
-        &service,
-        "-d",
-        path_str(queries)?,
-        "-l",
-        &duration,
-        "-c",
-        &clients,
-        "-T",
-        &threads,
-        "-q",
-        &outstanding,
-        "-t",
-        "1",
-    ];
+    let mut dp = args.dnsperf.command_args(&service, queries)?;
     if let Load::Fixed(r) = load {
-        rate = r.to_string();
-        dp.extend(["-Q", &rate]);
+        dp.extend(["-Q".to_string(), r.to_string()]);
     }
+    let dp: Vec<&str> = dp.iter().map(String::as_str).collect();
     let kernel_before = if mode == Mode::Kernel {
         Some(kernel_responses(topo)?)
     } else {
@@ -388,7 +398,7 @@ fn run_probe(
 ) -> Result<ProbeReport> {
     let exe = std::env::current_exe().context("locating the running xtask binary")?;
     let server = format!("{}:53", topo.service_ip());
-    let (rate_s, duration) = (rate.to_string(), args.duration.to_string());
+    let (rate_s, duration) = (rate.to_string(), args.dnsperf.duration.to_string());
     let sockets = PROBE_SOCKETS.to_string();
     let probe_args = [
         "latency-probe",
@@ -845,10 +855,10 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
          \"over reflect\" is the CPU beyond that baseline at the same load: what answering costs, \
          with the client's and the veth's share taken out.",
         args.repeat.max(1),
-        args.duration,
-        args.clients,
-        args.threads,
-        args.outstanding,
+        args.dnsperf.duration,
+        args.dnsperf.clients,
+        args.dnsperf.threads,
+        args.dnsperf.outstanding,
         args.rate,
         names.len(),
         args.qtype

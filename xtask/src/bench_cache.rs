@@ -30,18 +30,8 @@ use crate::netns::{Process, Topology};
     about = "Userspace cache hits of the agent against Knot DNS 3.2 with one UDP worker"
 )]
 pub struct CacheArgs {
-    /// Seconds each dnsperf run lasts.
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
-    /// dnsperf clients (-c): distinct source ports.
-    #[arg(long, default_value_t = 8)]
-    pub clients: u32,
-    /// dnsperf threads (-T).
-    #[arg(long, default_value_t = 2)]
-    pub threads: u32,
-    /// Queries dnsperf keeps outstanding at most (-q).
-    #[arg(long, default_value_t = 400)]
-    pub outstanding: u32,
+    #[command(flatten)]
+    pub dnsperf: crate::bench::DnsperfArgs,
     /// Rounds (each server started and measured once per round); the table shows the median
     /// of each figure.
     #[arg(long, default_value_t = 3)]
@@ -491,28 +481,6 @@ fn proc_cpu_ms(pid: u32) -> Result<(f64, f64)> {
 }
 
 /// dnsperf's arguments for a measured run: the highest-rate settings of `cargo xtask bench`.
-fn dnsperf_args(args: &CacheArgs, service: &str, queries: &Path) -> Result<Vec<String>> {
-    Ok([
-        "-s",
-        service,
-        "-d",
-        path_str(queries)?,
-        "-l",
-        &args.duration.to_string(),
-        "-c",
-        &args.clients.to_string(),
-        "-T",
-        &args.threads.to_string(),
-        "-q",
-        &args.outstanding.to_string(),
-        "-t",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect())
-}
-
 /// One dnsperf run at the highest rate, with the server's and the machine's CPU around it.
 fn measure(
     topo: &Topology,
@@ -522,7 +490,7 @@ fn measure(
     queries: &Path,
 ) -> Result<Run> {
     let service = topo.service_ip().to_string();
-    let dp = dnsperf_args(args, &service, queries)?;
+    let dp = args.dnsperf.command_args(&service, queries)?;
     let dp: Vec<&str> = dp.iter().map(String::as_str).collect();
     let idle_busy = wait_quiet()?;
     if idle_busy > 0.05 {
@@ -599,7 +567,7 @@ fn profile(
     dir: &Path,
 ) -> Result<()> {
     let data = dir.join(format!("perf-{}.data", server.short()));
-    let secs = args.duration.to_string();
+    let secs = args.dnsperf.duration.to_string();
     let mut rec = Command::new("perf")
         .args([
             "record",
@@ -619,7 +587,7 @@ fn profile(
         .context("starting perf record")?;
     thread::sleep(Duration::from_millis(300));
     let service = topo.service_ip().to_string();
-    let dp = dnsperf_args(args, &service, queries)?;
+    let dp = args.dnsperf.command_args(&service, queries)?;
     let dp: Vec<&str> = dp.iter().map(String::as_str).collect();
     let out = topo.exec_in_pod("dnsperf", &dp)?;
     let status = rec.wait().context("waiting for perf record")?;
@@ -733,10 +701,10 @@ fn table(args: &CacheArgs, rows: &[Row]) -> String {
          answers; \"schedstat\" is the exact run time of its threads; machine CPU is the whole machine's busy time \
          (wall × CPUs − idle, dnsperf and softirq work included), as `cargo xtask bench` measures it.",
         args.repeat.max(1),
-        args.duration,
-        args.clients,
-        args.threads,
-        args.outstanding,
+        args.dnsperf.duration,
+        args.dnsperf.clients,
+        args.dnsperf.threads,
+        args.dnsperf.outstanding,
         args.names,
         crate::netns::SERVICE_IP,
         knot_version(),
