@@ -98,16 +98,12 @@ impl Metrics {
         let zero = [0u64; stats::COUNT as usize];
         let k = kernel.unwrap_or(&zero);
         let mut out = String::with_capacity(2048);
-        header(
+        single(
             &mut out,
             "dns_agent_kernel_responses_total",
             "counter",
             "Queries answered by the kernel program.",
-        );
-        let _ = writeln!(
-            out,
-            "dns_agent_kernel_responses_total {}",
-            k[stats::ANSWERED as usize]
+            k[stats::ANSWERED as usize],
         );
         header(
             &mut out,
@@ -124,16 +120,12 @@ impl Metrics {
                 );
             }
         }
-        header(
+        single(
             &mut out,
             "dns_agent_kernel_attachments",
             "gauge",
             "Interfaces the kernel program is attached to.",
-        );
-        let _ = writeln!(
-            out,
-            "dns_agent_kernel_attachments {}",
-            self.kernel_attachments.load(Ordering::Relaxed)
+            self.kernel_attachments.load(Ordering::Relaxed),
         );
         header(
             &mut out,
@@ -148,16 +140,12 @@ impl Metrics {
                 "dns_agent_userspace_responses_total{{rcode=\"{name}\"}} {n}"
             );
         }
-        header(
+        single(
             &mut out,
             "dns_agent_userspace_cache_hits_from_bytes_total",
             "counter",
             "Userspace responses that were cache hits written from their stored bytes, without decoding the query.",
-        );
-        let _ = writeln!(
-            out,
-            "dns_agent_userspace_cache_hits_from_bytes_total {}",
-            self.from_bytes.load(Ordering::Relaxed)
+            self.from_bytes.load(Ordering::Relaxed),
         );
         header(
             &mut out,
@@ -178,6 +166,12 @@ impl Metrics {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A metric of one series without labels.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Why the metrics endpoint could not start.
