@@ -169,9 +169,8 @@ pub struct Dataplane {
     aaaa: BpfHashMap<MapData, NameKey, AaaaRecords>,
     stats: PerCpuArray<MapData, u64>,
     soa: Array<MapData, Soa>,
-    /// The zone `soa` holds the SOA of (lower-case, trailing dot): names under it may be
-    /// answered NODATA by the kernel.
-    soa_zone: Option<String>,
+    /// The zone `soa` holds the SOA of: names under it may be answered NODATA by the kernel.
+    soa_zone: Option<NoDataZone>,
     /// Capacity of `records` and of `aaaa` (names each).
     map_entries: u32,
     /// What `records` holds, as last written by `sync_a`/`sync_a_names`.
@@ -392,7 +391,7 @@ impl Dataplane {
                 name: soa::MAP_NAME,
                 source,
             })?;
-        self.soa_zone = Some(zone.to_owned());
+        self.soa_zone = Some(NoDataZone::new(zone));
         Ok(())
     }
 
@@ -428,11 +427,9 @@ impl Dataplane {
         aaaa: &AaaaMap,
     ) -> Result<(SyncReport, SyncReport), DataplaneError> {
         let zone = self.soa_zone.clone();
-        let plan = sync::plan_with(&self.written, a, |n| no_other(zone.as_deref(), n, aaaa));
+        let plan = sync::plan_with(&self.written, a, |n| no_other(zone.as_ref(), n, aaaa));
         let a_report = self.apply_a(plan)?;
-        let plan = sync::plan_with(&self.written_aaaa, aaaa, |n| {
-            no_other(zone.as_deref(), n, a)
-        });
+        let plan = sync::plan_with(&self.written_aaaa, aaaa, |n| no_other(zone.as_ref(), n, a));
         Ok((a_report, self.apply_aaaa(plan)?))
     }
 
@@ -446,11 +443,11 @@ impl Dataplane {
     ) -> Result<(SyncReport, SyncReport), DataplaneError> {
         let zone = self.soa_zone.clone();
         let plan = sync::plan_names_with(&self.written, a, names.clone(), |n| {
-            no_other(zone.as_deref(), n, aaaa)
+            no_other(zone.as_ref(), n, aaaa)
         });
         let a_report = self.apply_a(plan)?;
         let plan = sync::plan_names_with(&self.written_aaaa, aaaa, names, |n| {
-            no_other(zone.as_deref(), n, a)
+            no_other(zone.as_ref(), n, a)
         });
         Ok((a_report, self.apply_aaaa(plan)?))
     }
@@ -682,26 +679,41 @@ where
     T::try_from(map).map_err(|source| DataplaneError::Map { name, source })
 }
 
-/// `FLAG_NO_OTHER_TYPE` for `name` when it lies in `zone` and has no address in `other`.
-///
-/// Not for names under `dns.<zone>` or `hostmaster.<zone>`: userspace's encoder points the
-/// SOA's MNAME (`ns.dns.<zone>`) or RNAME (`hostmaster.<zone>`) into such a question, where the
-/// kernel's record always points at the zone; userspace answers those.
+/// The zone of the kernel's NODATA answers and the two subtrees left out of them: names under
+/// `dns.<zone>` or `hostmaster.<zone>`, into which userspace's encoder points the SOA's MNAME
+/// (`ns.dns.<zone>`) or RNAME (`hostmaster.<zone>`) where the kernel's record always points at
+/// the zone; userspace answers those.
+#[derive(Clone, Debug)]
+struct NoDataZone {
+    zone: String,
+    dns: String,
+    hostmaster: String,
+}
+
+impl NoDataZone {
+    /// For `zone`, lower-case with a trailing dot.
+    fn new(zone: &str) -> Self {
+        NoDataZone {
+            zone: zone.to_owned(),
+            dns: format!("dns.{zone}"),
+            hostmaster: format!("hostmaster.{zone}"),
+        }
+    }
+
+    fn holds(&self, name: &str) -> bool {
+        use crate::records::in_zone;
+        in_zone(name, &self.zone) && !in_zone(name, &self.dns) && !in_zone(name, &self.hostmaster)
+    }
+}
+
+/// `FLAG_NO_OTHER_TYPE` for `name` when `zone` holds it and it has no address in `other`.
 fn no_other<A>(
-    zone: Option<&str>,
+    zone: Option<&NoDataZone>,
     name: &str,
     other: &std::collections::BTreeMap<String, (u32, Vec<A>)>,
 ) -> u16 {
-    let Some(zone) = zone else {
-        return 0;
-    };
-    let under = |label: &str| {
-        let apex = format!("{label}.{zone}");
-        name == apex || name.ends_with(&format!(".{apex}"))
-    };
-    let in_zone = crate::records::in_zone(name, zone) && !under("dns") && !under("hostmaster");
     let has_other = other.get(name).is_some_and(|(_, addrs)| !addrs.is_empty());
-    if in_zone && !has_other {
+    if zone.is_some_and(|z| z.holds(name)) && !has_other {
         FLAG_NO_OTHER_TYPE
     } else {
         0
