@@ -182,10 +182,15 @@ impl Router {
     }
 
     fn zone_for(&self, key: &str) -> Option<(&Block, &Arc<str>)> {
+        self.matching_zone(key).map(|(z, i)| (&self.blocks[i], z))
+    }
+
+    /// The longest zone holding `key` and the index of its block.
+    fn matching_zone(&self, key: &str) -> Option<(&Arc<str>, usize)> {
         self.zones
             .iter()
             .find(|(z, _)| crate::records::in_zone(key, z))
-            .map(|(z, i)| (&self.blocks[*i], z))
+            .map(|(z, i)| (z, *i))
     }
 
     /// Writes the response to a UDP query to `out` when it is a cache hit the block's chain
@@ -195,11 +200,8 @@ impl Router {
         let q = WireQuery::parse(query)?;
         let mut buf = [0u8; 256];
         let key = q.zone_key(&mut buf)?;
-        let (zone, i) = self
-            .zones
-            .iter()
-            .find(|(z, _)| crate::records::in_zone(key, z))?;
-        let plan = self.wire[*i].as_ref()?;
+        let (zone, i) = self.matching_zone(key)?;
+        let plan = self.wire[i].as_ref()?;
         let received = Instant::now();
         let start = out.len();
         let hit = plan.cache.hit_wire(&q, plan.loadbalance.is_some(), out)?;
