@@ -3,7 +3,7 @@
 
 use dns_common::stats;
 
-use crate::packet::{read, write, Packet};
+use crate::packet::{opaque, read, write, Packet};
 
 const IPPROTO_UDP: u8 = 17;
 /// Time to live of every packet the programs send.
@@ -73,6 +73,12 @@ pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv4, u32> {
         i += 1;
     }
     if crate::answer::fold(sum) != 0xffff {
+        return Err(stats::MALFORMED);
+    }
+    // The loop left the verifier one state per header length, each verified apart through
+    // the whole program: forgotten (and bounded again), the rest is verified once.
+    let hdr_len = opaque(hdr_len as u64)? as usize;
+    if !(20..=60).contains(&hdr_len) {
         return Err(stats::MALFORMED);
     }
     Ok(Ipv4 {
