@@ -530,6 +530,22 @@ impl Updater {
                 log::debug!("kernel A map: {report:?}");
                 log::debug!("kernel AAAA map: {aaaa_report:?}");
             }
+            // The tree nodes above every name that may have appeared or gone.
+            let zone = records.zone.clone();
+            let services = changes
+                .services
+                .iter()
+                .map(|k| format!("{}.{}.svc.{zone}", k.name, k.namespace).to_ascii_lowercase());
+            let namespaces = changes
+                .namespaces
+                .iter()
+                .map(|ns| format!("{ns}.svc.{zone}").to_ascii_lowercase());
+            let touched: Vec<String> = services
+                .chain(namespaces)
+                .chain(applied.names.iter().cloned())
+                .collect();
+            let report = dp.sync_tree_names(&records, touched.iter().map(String::as_str))?;
+            log::debug!("kernel tree: {report:?}");
         }
         let count = self.a_names.load(Ordering::Relaxed);
         let count = count.saturating_add_signed(applied.a_delta);
@@ -580,6 +596,13 @@ impl Updater {
                 report.updated,
                 report.removed,
                 report.userspace_only
+            );
+            let report = dp.sync_tree(&new)?;
+            log::info!(
+                "kernel tree synced: {} written, {} removed, {} missing",
+                report.written,
+                report.removed,
+                report.missing
             );
         }
         let count = count.unwrap_or_else(|| new.a_count());

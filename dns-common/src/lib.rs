@@ -7,3 +7,4 @@ pub mod name;
 pub mod records;
 pub mod soa;
 pub mod stats;
+pub mod tree;

@@ -18,9 +18,17 @@ pub const RNAME_LABELS: [u8; 11] = *b"\x0ahostmaster";
 pub const RECORD_LEN: usize = 12 + MNAME_LABELS.len() + 2 + RNAME_LABELS.len() + 2 + 20;
 const _: () = assert!(RECORD_LEN == 54);
 
+/// Flag: the zone apex is complete (see `dns_common::tree`): the kernel may answer NXDOMAIN,
+/// and NODATA for the names of `DNS_TREE` flagged empty. Cleared while userspace would answer
+/// SERVFAIL (before the first complete list), when a `fallthrough` or a served zone below this
+/// one could answer a name the tree does not hold, or when the tree could not be written whole.
+pub const FLAG_NEGATIVE: u32 = 1;
+/// Flag: A and AAAA questions of the apex itself are NODATA.
+pub const FLAG_APEX_EMPTY: u32 = 2;
+
 /// Value at index 0. All zero (as loaded): no zone, no negative answers.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Soa {
     /// Wire length of the zone's name, root label included; 0: no negative answers.
     pub zone_len: u32,
@@ -28,8 +36,21 @@ pub struct Soa {
     pub ttl_be: u32,
     /// SERIAL, REFRESH, RETRY, EXPIRE and MINIMUM, network byte order.
     pub numbers_be: [u32; 5],
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// Labels of the zone's name, root excluded (1..=`tree::MAX_ZONE_LABELS` for NXDOMAIN).
+    pub zone_labels: u32,
+    pub _pad: u32,
+    /// The zone's lower-cased wire name, zero-padded little-endian words (`name::pack_name`).
+    pub zone: [u64; crate::name::NAME_WORDS],
 }
-const _: () = assert!(core::mem::size_of::<Soa>() == 28);
+const _: () = assert!(core::mem::size_of::<Soa>() == 40 + 256);
+
+impl Default for Soa {
+    fn default() -> Self {
+        bytemuck::Zeroable::zeroed()
+    }
+}
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Soa {}

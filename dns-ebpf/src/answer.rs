@@ -19,6 +19,10 @@ use crate::{
 const OPT_LEN: usize = 11;
 /// Response size limit without EDNS (RFC 1035).
 const CLASSIC_UDP_SIZE: usize = 512;
+/// RCODE of a positive answer or NODATA.
+pub const NOERROR: u8 = 0;
+/// RCODE of a name that does not exist.
+pub const NXDOMAIN: u8 = 3;
 
 /// Folds a little-endian one's-complement sum into 16 bits.
 #[inline(always)]
@@ -56,6 +60,7 @@ pub fn reply<P: Packet, R: Rrset>(
         return Err(stats::MISS);
     }
     let sections = Sections {
+        rcode: NOERROR,
         answers: n as u16,
         authority: 0,
         len: n * R::ANSWER_LEN,
@@ -65,15 +70,17 @@ pub fn reply<P: Packet, R: Rrset>(
     })
 }
 
-/// Turns the query into the NODATA answer: no answers, the zone's SOA (`DNS_SOA`) in the
-/// authority section. `name_sum` is the name's checksum sum (it was sent in lower case).
+/// Turns the query into a negative answer with `rcode` (NODATA: `NOERROR`, or `NXDOMAIN`): no
+/// answers, the zone's SOA (`DNS_SOA`) in the authority section. `name_sum` is the name's
+/// checksum sum (it was sent in lower case).
 #[inline(always)]
-pub fn nodata<P: Packet>(
+pub fn negative<P: Packet>(
     p: &mut P,
     ip: &Ipv4,
     udp: &Udp,
     q: &Query,
     name_sum: u64,
+    rcode: u8,
 ) -> Result<(), u32> {
     let soa = DNS_SOA.get_ptr(0).ok_or(stats::MISS)?;
     // SAFETY: a map value pointer stays valid for the whole program run.
@@ -86,6 +93,7 @@ pub fn nodata<P: Packet>(
     // Where the zone starts in the message: the end of the question's name.
     let zone_at = (12 + q.name_len - zone_len) as u16;
     let sections = Sections {
+        rcode,
         answers: 0,
         authority: 1,
         len: soa::RECORD_LEN,
@@ -150,6 +158,8 @@ fn write_soa<P: Packet>(p: &P, off: usize, zone_at: u16, soa: &Soa) -> Result<(u
 
 /// The sections a response carries after its question.
 struct Sections {
+    /// RCODE of the response.
+    rcode: u8,
     answers: u16,
     authority: u16,
     /// Their length in bytes (even).
@@ -196,8 +206,11 @@ fn respond<P: Packet>(
     // field itself.
     let mut sum = ports[0] as u64 + ports[1] as u64 + addr_sum + 0x1100 + 2 * udp_len_be as u64;
 
-    // Header: ID kept; QR AA, RD copied | CD copied, RCODE 0; QD 1, AN, NS, AR 0/1.
-    let flags = u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]);
+    // Header: ID kept; QR AA, RD copied | CD copied, RCODE; QD 1, AN, NS, AR 0/1.
+    let flags = u16::from_ne_bytes([
+        0x84 | (q.flags_hi & 0x01),
+        (q.flags_lo & 0x10) | sections.rcode,
+    ]);
     let hdr = [
         q.id as u32 | (flags as u32) << 16,
         1u16.to_be() as u32 | (sections.answers.to_be() as u32) << 16,

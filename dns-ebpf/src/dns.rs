@@ -7,7 +7,7 @@ use dns_common::{
 };
 
 use crate::{
-    packet::{opaque, read, Packet},
+    packet::{opaque, opaque2, read, Packet},
     rrset::Rrset,
     udp::Udp,
 };
@@ -35,6 +35,11 @@ pub struct Query {
     pub name_off: usize,
     /// Wire length of the name, root label included (1..=255).
     pub name_len: usize,
+    /// Labels of the name, root excluded.
+    pub labels: usize,
+    /// Offsets in the name of its last eight labels (root excluded), a byte each: the last
+    /// label's in the low byte.
+    pub label_starts: u64,
     /// First flags byte of the query (QR, opcode, AA, TC, RD).
     pub flags_hi: u8,
     /// Second flags byte of the query (RA, Z, AD, CD, RCODE).
@@ -77,10 +82,18 @@ pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
         return Err(stats::EDNS);
     }
 
-    let name_len = walk_name(p, dns_off + HDR_LEN)?;
-    // Forget how the walk got here, then bound again what later offsets need.
-    let v = opaque((dns_off as u64) << 16 | name_len as u64)?;
-    let (dns_off, name_len) = ((v >> 16) as usize, (v & 0xffff) as usize);
+    let (name_len, labels, label_starts) = walk_name(p, dns_off + HDR_LEN)?;
+    // Forget how the walk got here (every label count would be verified apart otherwise),
+    // then bound again what later offsets need.
+    let (v, label_starts) = opaque2(
+        (labels as u64) << 32 | (dns_off as u64) << 16 | name_len as u64,
+        label_starts,
+    )?;
+    let (labels, dns_off, name_len) = (
+        (v >> 32) as usize & 0xff,
+        (v >> 16) as usize & 0xffff,
+        (v & 0xffff) as usize,
+    );
     if dns_off > MAX_DNS_OFF || name_len == 0 || name_len > MAX_NAME_LEN {
         return Err(stats::MALFORMED);
     }
@@ -96,6 +109,8 @@ pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
         id: hdr[0],
         name_off,
         name_len,
+        labels,
+        label_starts,
         flags_hi,
         flags_lo,
         has_opt: false,
@@ -118,11 +133,13 @@ pub fn parse<P: Packet>(p: &P, udp: &Udp) -> Result<Query, u32> {
     Ok(q)
 }
 
-/// Walks the uncompressed question name by label-length jumps; returns its wire length.
+/// Walks the uncompressed question name by label-length jumps; returns its wire length, its
+/// number of labels and the offsets of the last eight (`Query::label_starts`).
 #[inline(always)]
-fn walk_name<P: Packet>(p: &P, name_off: usize) -> Result<usize, u32> {
+fn walk_name<P: Packet>(p: &P, name_off: usize) -> Result<(usize, usize, u64), u32> {
     // Bytes of labels before the root label.
     let mut n: usize = 0;
+    let mut starts: u64 = 0;
     let mut i = 0;
     while i <= MAX_LABELS {
         // Two bytes, not one: the verifier gives no range to the `>=` comparison LLVM makes
@@ -130,12 +147,13 @@ fn walk_name<P: Packet>(p: &P, name_off: usize) -> Result<usize, u32> {
         // on a well-formed question.
         let len = read::<u16, P>(p, name_off + n)?.to_ne_bytes()[0] as usize;
         if len == 0 {
-            return Ok(n + 1);
+            return Ok((n + 1, i, starts));
         }
         // Compression pointers (0xc0) and extended label types are not accepted here.
         if len > 63 {
             return Err(stats::MALFORMED);
         }
+        starts = starts << 8 | n as u64;
         n += len + 1;
         if n >= MAX_NAME_LEN {
             return Err(stats::MALFORMED);
@@ -199,28 +217,69 @@ pub enum Lookup<R> {
     /// The name exists with records of the other address type only: NODATA. Only for a
     /// name sent in lower case (the SOA's pointers then reproduce userspace's compression).
     NoData { name_sum: u64 },
+    /// Neither map holds the name, sent in lower case: `DNS_TREE` may know it does not exist.
+    Absent { name_sum: u64 },
 }
 
-/// Loads the name once, lower-cases and hashes it a word at a time (exactly
-/// `dns_common::name::hash_words`), looks it up in the map of the asked type `R` and verifies
-/// the stored name word by word; on a miss, looks for it in the map of the other type `O`
-/// flagged as having no records of type `R`.
+impl<R> Lookup<R> {
+    /// For a negative outcome: its name sum and whether the tree must decide; `None` for
+    /// records.
+    #[inline(always)]
+    pub fn negative(self) -> Option<(u64, bool)> {
+        match self {
+            Lookup::Records(_) => None,
+            Lookup::NoData { name_sum } => Some((name_sum, false)),
+            Lookup::Absent { name_sum } => Some((name_sum, true)),
+        }
+    }
+}
+
+/// Loads `len` (1..=255) bytes of the question's name from `at` into the words at `base` as
+/// `dns_common::name::pack_name` lays them out (zero-padded); returns how many words hold them.
 #[inline(always)]
-pub fn lookup<P: Packet, R: Rrset, O: Rrset>(p: &P, q: &Query) -> Result<Lookup<R>, u32> {
-    let len = q.name_len as u32;
-    if len == 0 || len > MAX_NAME_LEN as u32 {
+pub fn load_name<P: Packet>(p: &P, at: usize, len: usize, base: *mut u64) -> Result<usize, u32> {
+    // Checked and computed in 64 bits: LLVM otherwise checks a 32-bit copy and computes with
+    // the register the verifier knows nothing about.
+    if len == 0 || len > MAX_NAME_LEN {
         return Err(stats::MALFORMED);
     }
     // Index of the last word, 0..=31 (written so the verifier sees that range).
-    let last = ((len - 1) >> 3) as usize;
-    let nwords = last + 1;
-    let mut buf = core::mem::MaybeUninit::<[u64; NAME_WORDS]>::uninit();
-    let base = buf.as_mut_ptr() as *mut u64;
-    // Only the first `nwords` words are used. The helper fills `len` bytes of them; the rest
+    let last = (len - 1) >> 3;
+    // Only the first `last + 1` words are used. The helper fills `len` bytes of them; the rest
     // of the last word must read as zero (as `pack_name` pads), so it is zeroed first.
-    // SAFETY: `last < NAME_WORDS` because `len <= 255`.
+    // SAFETY: `last < NAME_WORDS` because `len <= 255`; the caller's buffer holds NAME_WORDS.
     unsafe { core::ptr::write_volatile(base.add(last), 0) };
-    p.load_bytes(q.name_off, base as *mut u8, len)?;
+    p.load_bytes(at, base as *mut u8, len as u32)?;
+    Ok(last + 1)
+}
+
+/// The `DNS_A`/`DNS_AAAA`/`DNS_TREE` key of the `nwords` words of a `len`-byte name at `base`
+/// (already lower-case): exactly `dns_common::name::hash_words`.
+#[inline(always)]
+pub fn key_of(base: *const u64, nwords: usize, len: usize) -> NameKey {
+    let mut h = hash_start();
+    let mut i = 0;
+    while i < NAME_WORDS && i < nwords {
+        // SAFETY: words below `nwords` were written by `load_name`.
+        h = hash_step(h, unsafe { base.add(i).read() });
+        i += 1;
+    }
+    bytemuck::cast([hash_finish(h, len as u16), len as u64])
+}
+
+/// Loads the name into the buffer at `base` (`NAME_WORDS` words), lower-cases and hashes it a
+/// word at a time (exactly `dns_common::name::hash_words`), looks it up in the map of the asked
+/// type `R` and verifies the stored name word by word; on a miss, looks for it in the map of
+/// the other type `O` flagged as having no records of type `R`.
+///
+#[inline(always)]
+pub fn lookup<P: Packet, R: Rrset, O: Rrset>(
+    p: &P,
+    q: &Query,
+    base: *mut u64,
+) -> Result<Lookup<R>, u32> {
+    let nwords = load_name(p, q.name_off, q.name_len, base)?;
+    let len = q.name_len as u32;
     let mut h = hash_start();
     let mut name_sum: u64 = 0;
     // Bits lower-casing changed: 0 when the name came in lower case.
@@ -248,25 +307,31 @@ pub fn lookup<P: Packet, R: Rrset, O: Rrset>(p: &P, q: &Query) -> Result<Lookup<
     if upper != 0 {
         return Err(stats::MISS);
     }
-    let other = O::map().get_ptr(&key).ok_or(stats::MISS)?;
-    // SAFETY: as above.
-    let other = unsafe { &*other };
-    if !other.no_other_type() || !same_name(other.name(), base, nwords) {
-        return Err(stats::MISS);
+    if let Some(other) = O::map().get_ptr(&key) {
+        // SAFETY: as above.
+        let other = unsafe { &*other };
+        if same_name(other.name(), base, nwords) {
+            if !other.no_other_type() {
+                return Err(stats::MISS);
+            }
+            return Ok(Lookup::NoData { name_sum });
+        }
     }
-    Ok(Lookup::NoData { name_sum })
+    // Not in either map (perhaps left out of a full map): only `DNS_TREE` can say more.
+    Ok(Lookup::Absent { name_sum })
 }
 
 /// Whether the first `nwords` words of `stored` are those at `base`.
 #[inline(always)]
-fn same_name(stored: &[u64; NAME_WORDS], base: *const u64, nwords: usize) -> bool {
+pub fn same_name(stored: &[u64; NAME_WORDS], base: *const u64, nwords: usize) -> bool {
+    // No early exit: a mismatch is a hash collision, rare, and one way out of the loop (not
+    // one per word) keeps the verifier's work linear in the name's length.
+    let mut diff = 0;
     let mut i = 0;
     while i < NAME_WORDS && i < nwords {
         // SAFETY: `i < nwords`: words the caller wrote.
-        if stored[i] != unsafe { base.add(i).read() } {
-            return false;
-        }
+        diff |= stored[i] ^ unsafe { base.add(i).read() };
         i += 1;
     }
-    true
+    diff == 0
 }

@@ -1,5 +1,6 @@
 //! dns-ebpf: the XDP and TC programs that answer A and AAAA queries from `DNS_A` and `DNS_AAAA`
-//! (NODATA with `DNS_SOA`'s record for a name that has only the other type).
+//! (NODATA with `DNS_SOA`'s record for a name that has only the other type, NXDOMAIN for one
+//! `DNS_TREE` proves absent).
 #![no_std]
 #![no_main]
 
@@ -10,6 +11,7 @@ mod ip;
 mod packet;
 mod rrset;
 mod stats;
+mod tree;
 mod udp;
 
 use aya_ebpf::{
@@ -19,7 +21,7 @@ use aya_ebpf::{
     maps::{Array, HashMap},
     programs::{TcContext, XdpContext},
 };
-use dns_common::{config, records, soa};
+use dns_common::{config, name::NAME_WORDS, records, soa};
 
 use crate::packet::{Packet, Tc, Xdp};
 
@@ -41,6 +43,11 @@ pub static DNS_AAAA: HashMap<records::NameKey, records::AaaaRecords> =
 /// The zone's SOA, for negative answers (written by the agent).
 #[map]
 pub static DNS_SOA: Array<soa::Soa> = Array::with_max_entries(soa::CAPACITY, 0);
+
+/// The zone's upper levels, for NXDOMAIN (written by the agent), same key as `DNS_A`.
+#[map]
+pub static DNS_TREE: HashMap<records::NameKey, dns_common::tree::Node> =
+    HashMap::with_max_entries(dns_common::tree::CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Answers A and AAAA queries for known names with `XDP_TX`; passes everything else untouched.
 #[xdp]
@@ -80,18 +87,32 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
     // (a TCP GSO packet is 64 KiB) would cost far more than it saves.
     p.linearize()?;
     let q = dns::parse(p, &udp)?;
+    // The name's words, shared by every lookup (one buffer: the stack holds 512 bytes).
+    let mut buf = core::mem::MaybeUninit::<[u64; NAME_WORDS]>::uninit();
+    let base = buf.as_mut_ptr() as *mut u64;
     // One comparison, then the map of the asked type (and, on a miss, the other type's, for
-    // a name that has only those: NODATA).
-    if q.is_aaaa() {
-        match dns::lookup::<P, records::AaaaRecords, records::ARecords>(p, &q)? {
-            dns::Lookup::Records(found) => answer::reply(p, &ip, &udp, &q, &found),
-            dns::Lookup::NoData { name_sum } => answer::nodata(p, &ip, &udp, &q, name_sum),
+    // a name that has only those: NODATA; then the zone's tree: NXDOMAIN).
+    let lookup = if q.is_aaaa() {
+        match dns::lookup::<P, records::AaaaRecords, records::ARecords>(p, &q, base)? {
+            dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
+            other => other.negative(),
         }
     } else {
-        match dns::lookup::<P, records::ARecords, records::AaaaRecords>(p, &q)? {
-            dns::Lookup::Records(found) => answer::reply(p, &ip, &udp, &q, &found),
-            dns::Lookup::NoData { name_sum } => answer::nodata(p, &ip, &udp, &q, name_sum),
+        match dns::lookup::<P, records::ARecords, records::AaaaRecords>(p, &q, base)? {
+            dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
+            other => other.negative(),
         }
+    };
+    match lookup {
+        Some((name_sum, false)) => answer::negative(p, &ip, &udp, &q, name_sum, answer::NOERROR),
+        Some((name_sum, true)) => {
+            let rcode = match tree::negative(p, &q, base)? {
+                tree::Negative::NxDomain => answer::NXDOMAIN,
+                tree::Negative::NoData => answer::NOERROR,
+            };
+            answer::negative(p, &ip, &udp, &q, name_sum, rcode)
+        }
+        None => Err(dns_common::stats::MISS),
     }
 }
 

@@ -71,7 +71,7 @@ pub fn write<T: Copy, P: Packet>(p: &P, offset: usize, v: T) -> Result<(), u32> 
 
 /// One per-CPU word the programs use to make the verifier forget a value (see [`opaque`]).
 #[map]
-static DNS_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+static DNS_SCRATCH: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Returns `v` with everything the verifier knows about it forgotten.
 ///
@@ -83,11 +83,19 @@ static DNS_SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// inlined per-CPU array lookup, one store and one load.
 #[inline(always)]
 pub fn opaque(v: u64) -> Result<u64, u32> {
-    let slot = DNS_SCRATCH.get_ptr_mut(0).ok_or(stats::HELPER_FAILED)?;
-    // SAFETY: a per-CPU map value, valid for the whole run and written by no one else meanwhile.
+    Ok(opaque2(v, 0)?.0)
+}
+
+/// [`opaque`] for two values at once (one map lookup).
+#[inline(always)]
+pub fn opaque2(a: u64, b: u64) -> Result<(u64, u64), u32> {
+    let slot = DNS_SCRATCH.get_ptr_mut(0).ok_or(stats::HELPER_FAILED)? as *mut u64;
+    // SAFETY: a per-CPU map value of two words, valid for the whole run and written by no one
+    // else meanwhile.
     unsafe {
-        core::ptr::write_volatile(slot, v);
-        Ok(core::ptr::read_volatile(slot))
+        core::ptr::write_volatile(slot, a);
+        core::ptr::write_volatile(slot.add(1), b);
+        Ok((core::ptr::read_volatile(slot), core::ptr::read_volatile(slot.add(1))))
     }
 }
 

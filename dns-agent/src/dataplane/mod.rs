@@ -9,6 +9,7 @@
 mod iface;
 mod names;
 mod sync;
+mod tree;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -26,6 +27,7 @@ use dns_common::{
 };
 
 pub use names::{to_wire, NameError};
+pub use tree::TreeReport;
 
 use crate::records::{AMap, AaaaMap, Records};
 
@@ -169,8 +171,12 @@ pub struct Dataplane {
     aaaa: BpfHashMap<MapData, NameKey, AaaaRecords>,
     stats: PerCpuArray<MapData, u64>,
     soa: Array<MapData, Soa>,
+    /// What `soa` holds, once written.
+    soa_value: Option<Soa>,
     /// The zone `soa` holds the SOA of: names under it may be answered NODATA by the kernel.
     soa_zone: Option<NoDataZone>,
+    /// `DNS_TREE`: the zone's upper levels, for NXDOMAIN.
+    tree: tree::Tree,
     /// Capacity of `records` and of `aaaa` (names each).
     map_entries: u32,
     /// What `records` holds, as last written by `sync_a`/`sync_a_names`.
@@ -212,6 +218,7 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(records::MAP_NAME, cfg.map_entries)
             .map_max_entries(records::AAAA_MAP_NAME, cfg.map_entries)
+            .map_max_entries(dns_common::tree::MAP_NAME, cfg.map_entries)
             .load(object)
             .map_err(DataplaneError::Load)?;
         write_config(&mut ebpf, cfg)?;
@@ -219,6 +226,7 @@ impl Dataplane {
         let aaaa = take_map(&mut ebpf, records::AAAA_MAP_NAME)?;
         let stats = take_map(&mut ebpf, stats::MAP_NAME)?;
         let soa = take_map(&mut ebpf, soa::MAP_NAME)?;
+        let tree = tree::Tree::new(take_map(&mut ebpf, dns_common::tree::MAP_NAME)?);
         let mut dp = Dataplane {
             ebpf,
             links: Vec::new(),
@@ -226,7 +234,9 @@ impl Dataplane {
             aaaa,
             stats,
             soa,
+            soa_value: None,
             soa_zone: None,
+            tree,
             map_entries: cfg.map_entries,
             written: sync::Written::new(),
             written_aaaa: sync::Written::new(),
@@ -299,6 +309,23 @@ impl Dataplane {
         Ok(std::os::fd::AsFd::as_fd(fd))
     }
 
+    /// How many instructions the verifier went through to accept the program `name` (loaded
+    /// on first use); `None` when the kernel does not say.
+    pub fn verified_instructions(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<u32>, DataplaneError> {
+        self.program_fd(name)?;
+        let prog = self
+            .ebpf
+            .program(name)
+            .ok_or(DataplaneError::MissingProgram(name))?;
+        let info = prog
+            .info()
+            .map_err(|source| DataplaneError::Program { name, source })?;
+        Ok(info.verified_instruction_count())
+    }
+
     /// The program `name`, loaded into the kernel on first use.
     fn program<T>(&mut self, name: &'static str) -> Result<&mut T, DataplaneError>
     where
@@ -367,42 +394,136 @@ impl Dataplane {
 
     /// Writes the SOA of `zone` (lower-case, trailing dot) that the kernel's NODATA answers
     /// carry: `ttl` for the record, then SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM. Written
-    /// again whenever the serial moves; until first written the kernel sends no NODATA.
+    /// again whenever the serial moves; until first written the kernel sends no NODATA. The
+    /// NXDOMAIN promise (`sync_tree`) is kept while the zone stays the same.
     pub fn set_soa(
         &mut self,
         zone: &str,
         ttl: u32,
         numbers: [u32; 5],
     ) -> Result<(), DataplaneError> {
-        let wire = to_wire(zone).map_err(|_| DataplaneError::Map {
+        let invalid = || DataplaneError::Map {
             name: soa::MAP_NAME,
             source: MapError::InvalidName {
                 name: zone.to_owned(),
             },
-        })?;
+        };
+        let wire = to_wire(zone).map_err(|_| invalid())?;
+        let (_, words) = names::key_of(&wire).map_err(|_| invalid())?;
+        let same_zone = self.soa_value.is_some_and(|v| v.zone == words);
         let value = Soa {
             zone_len: wire.len() as u32,
             ttl_be: ttl.to_be(),
             numbers_be: numbers.map(u32::to_be),
+            flags: if same_zone {
+                self.soa_value.map_or(0, |v| v.flags)
+            } else {
+                0
+            },
+            zone_labels: zone
+                .trim_end_matches('.')
+                .split('.')
+                .filter(|l| !l.is_empty())
+                .count() as u32,
+            _pad: 0,
+            zone: words,
         };
+        self.write_soa(value)?;
+        self.soa_zone = Some(NoDataZone::new(zone));
+        Ok(())
+    }
+
+    fn write_soa(&mut self, value: Soa) -> Result<(), DataplaneError> {
         self.soa
             .set(0, value, 0)
             .map_err(|source| DataplaneError::Map {
                 name: soa::MAP_NAME,
                 source,
             })?;
-        self.soa_zone = Some(NoDataZone::new(zone));
+        self.soa_value = Some(value);
         Ok(())
     }
 
+    /// Sets the SOA's `FLAG_*` bits (after [`Dataplane::set_soa`]).
+    fn set_soa_flags(&mut self, flags: u32) -> Result<(), DataplaneError> {
+        match self.soa_value {
+            Some(v) if v.flags != flags => self.write_soa(Soa { flags, ..v }),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes `records` to the kernel: the SOA of their zone ([`Dataplane::set_soa_of`]), then
-    /// every A and AAAA name ([`Dataplane::sync_addresses`]).
+    /// every A and AAAA name ([`Dataplane::sync_addresses`]), then the zone's tree
+    /// ([`Dataplane::sync_tree`]).
     pub fn sync_records(
         &mut self,
         records: &Records,
     ) -> Result<(SyncReport, SyncReport), DataplaneError> {
         self.set_soa_of(records)?;
-        self.sync_addresses(&records.a_map(), &records.aaaa_map())
+        let reports = self.sync_addresses(&records.a_map(), &records.aaaa_map())?;
+        self.sync_tree(records)?;
+        Ok(reports)
+    }
+
+    /// Makes `DNS_TREE` equal to `records`' [`Records::kernel_tree`] and lets the kernel answer
+    /// NXDOMAIN (`FLAG_NEGATIVE`) only when the records allow it
+    /// ([`Records::negative_complete`]) and the whole tree is in the map. Call after
+    /// [`Dataplane::set_soa_of`] with the same records.
+    pub fn sync_tree(&mut self, records: &Records) -> Result<TreeReport, DataplaneError> {
+        self.sync_tree_with(records, |tree| tree.sync(&records.kernel_tree()))
+    }
+
+    /// [`Dataplane::sync_tree`] for the tree nodes above the listed names only (the names
+    /// of a change, as for [`Dataplane::sync_addresses_names`]).
+    pub fn sync_tree_names<'a>(
+        &mut self,
+        records: &Records,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TreeReport, DataplaneError> {
+        let nodes: std::collections::BTreeSet<&str> = names
+            .into_iter()
+            .flat_map(|n| records.tree_nodes_of(n))
+            .collect();
+        self.sync_tree_with(records, |tree| {
+            tree.sync_nodes(
+                nodes
+                    .into_iter()
+                    .map(|n| (n.to_owned(), records.kernel_tree_node(n))),
+            )
+        })
+    }
+
+    fn sync_tree_with(
+        &mut self,
+        records: &Records,
+        sync: impl FnOnce(&mut tree::Tree) -> Result<TreeReport, DataplaneError>,
+    ) -> Result<TreeReport, DataplaneError> {
+        let allowed = records.negative_complete();
+        let flags = |whole: bool| {
+            if allowed && whole {
+                soa::FLAG_NEGATIVE
+                    | if records.apex_empty() {
+                        soa::FLAG_APEX_EMPTY
+                    } else {
+                        0
+                    }
+            } else {
+                0
+            }
+        };
+        // The promise is withdrawn before the tree changes and given again after.
+        let before = self.soa_value.map_or(0, |v| v.flags);
+        self.set_soa_flags(before & flags(self.tree.whole()))?;
+        let report = sync(&mut self.tree)?;
+        if report.missing > 0 {
+            log::warn!(
+                "{}: {} names of the zone could not be written (map full or a hash                  collision): the kernel answers no NXDOMAIN until they are; raise                  --kernel-map-entries",
+                dns_common::tree::MAP_NAME,
+                report.missing
+            );
+        }
+        self.set_soa_flags(flags(self.tree.whole()))?;
+        Ok(report)
     }
 
     /// [`Dataplane::set_soa`] with the SOA userspace answers for `records`' zone.

@@ -5,6 +5,7 @@ mod build;
 mod resolve;
 mod service;
 pub mod settings;
+mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -4,6 +4,7 @@ use super::*;
 use crate::snapshot;
 
 mod model;
+mod tree;
 
 fn settings() -> Settings {
     Settings::new("cluster.local", 5)

@@ -1,0 +1,125 @@
+//! Negative answers from `DNS_TREE` (see `dns_common::tree`): does the question's name exist?
+
+use dns_common::{
+    soa::{self, Soa},
+    stats,
+    tree::{self, Node},
+};
+
+use crate::{
+    dns::{key_of, load_name, same_name, Query},
+    packet::Packet,
+    DNS_SOA, DNS_TREE,
+};
+
+/// What the tree proves about a name neither address map holds.
+pub enum Negative {
+    /// The name does not exist: NXDOMAIN.
+    NxDomain,
+    /// The name exists without address records: NODATA.
+    NoData,
+}
+
+/// Walks the question's ancestors from the zone of `DNS_SOA` down (the name was sent in lower
+/// case and is in neither address map); `base` is a `NAME_WORDS`-word buffer. `Err(MISS)`:
+/// nothing proven, userspace answers.
+#[inline(always)]
+pub fn negative<P: Packet>(p: &P, q: &Query, base: *mut u64) -> Result<Negative, u32> {
+    let soa = DNS_SOA.get_ptr(0).ok_or(stats::MISS)?;
+    // SAFETY: a map value pointer stays valid for the whole program run.
+    let soa: &Soa = unsafe { &*soa };
+    if soa.flags & soa::FLAG_NEGATIVE == 0 {
+        return Err(stats::MISS);
+    }
+    let zone_labels = soa.zone_labels as usize;
+    let zone_len = soa.zone_len as usize;
+    if zone_labels == 0
+        || zone_labels > tree::MAX_ZONE_LABELS
+        || zone_len == 0
+        || zone_len > q.name_len
+        || q.labels < zone_labels
+    {
+        return Err(stats::MISS);
+    }
+    // The zone must begin at one of the name's labels: its first label is the name's
+    // `zone_labels`-th from the end.
+    let zone_start = (q.label_starts >> (8 * (zone_labels - 1))) as usize & 0xff;
+    if zone_start + zone_len != q.name_len {
+        return Err(stats::MISS);
+    }
+    let above = q.labels - zone_labels;
+    if above == 0 {
+        if soa.flags & soa::FLAG_APEX_EMPTY == 0 || !zone_matches(p, q, soa, zone_start, base)? {
+            return Err(stats::MISS);
+        }
+        return Ok(Negative::NoData);
+    }
+    let mut depth = 1;
+    while depth <= tree::MAX_DEPTH {
+        let start = (q.label_starts >> (8 * (zone_labels + depth - 1))) as usize & 0xff;
+        match find(p, q, start, base)? {
+            None => {
+                // Not one of the zone's names: is the name in the zone at all?
+                if depth == 1 && !zone_matches(p, q, soa, zone_start, base)? {
+                    return Err(stats::MISS);
+                }
+                return Ok(Negative::NxDomain);
+            }
+            Some(flags) => {
+                if depth == above {
+                    if flags & tree::FLAG_EMPTY == 0 {
+                        return Err(stats::MISS);
+                    }
+                    return Ok(Negative::NoData);
+                }
+                if flags & tree::FLAG_COMPLETE == 0 {
+                    return Err(stats::MISS);
+                }
+            }
+        }
+        depth += 1;
+    }
+    Err(stats::MISS)
+}
+
+/// The flags of the name's suffix starting `start` bytes in, if `DNS_TREE` holds it.
+///
+/// A function of its own in the program (a BPF-to-BPF call): inlined three times, its locals
+/// would take the stack past the verifier's 512 bytes.
+#[inline(never)]
+fn find<P: Packet>(p: &P, q: &Query, start: usize, base: *mut u64) -> Result<Option<u32>, u32> {
+    if start >= q.name_len {
+        return Err(stats::MISS);
+    }
+    // LLVM knows from the comparison above that the length is in range and would drop
+    // `load_name`'s checks; the verifier does not know it, and needs them.
+    let len = core::hint::black_box(q.name_len - start);
+    let nwords = load_name(p, q.name_off + start, len, base)?;
+    // Unknown to LLVM, which would otherwise end the loops below on `!=` a count it knows is
+    // at most `NAME_WORDS`, a loop the verifier cannot bound.
+    let nwords = core::hint::black_box(nwords);
+    let Some(node) = DNS_TREE.get_ptr(&key_of(base, nwords, len)) else {
+        return Ok(None);
+    };
+    // SAFETY: a map value pointer stays valid for the whole program run.
+    let node: &Node = unsafe { &*node };
+    // Another name with the same hash: the agent never writes two, so this one is absent.
+    if !same_name(&node.name, base, nwords) {
+        return Ok(None);
+    }
+    Ok(Some(node.flags))
+}
+
+/// Whether the name's last `zone_len` bytes, from `zone_start`, are the zone's name.
+#[inline(always)]
+fn zone_matches<P: Packet>(
+    p: &P,
+    q: &Query,
+    soa: &Soa,
+    zone_start: usize,
+    base: *mut u64,
+) -> Result<bool, u32> {
+    let len = core::hint::black_box(soa.zone_len as usize);
+    let nwords = load_name(p, q.name_off + zone_start, len, base)?;
+    Ok(same_name(&soa.zone, base, core::hint::black_box(nwords)))
+}
