@@ -50,6 +50,12 @@ pub struct BenchArgs {
     /// IPv4-only names answer NODATA (the kernel's negative path).
     #[arg(long, default_value = "A", value_parser = ["A", "AAAA"])]
     pub qtype: String,
+    /// Ask, instead of the snapshot's names, what `ndots:5` makes of external names: for each
+    /// name N, `host-N.example.org.` under `default.svc.cluster.local.`, `svc.cluster.local.`
+    /// and `cluster.local.` in turn, all NXDOMAIN (the kernel's tree walk, one to three
+    /// lookups).
+    #[arg(long)]
+    pub expansions: bool,
 }
 
 /// How dnsperf runs, in this bench and in `bench --cache`.
@@ -203,10 +209,21 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
     let workdir = WorkDir::create()?;
     let workdir = workdir.path();
     let queries = workdir.join("queries.txt");
-    let body: String = names
-        .iter()
-        .map(|n| format!("{n} {}\n", args.qtype))
-        .collect();
+    const SEARCH: [&str; 3] = [
+        "default.svc.cluster.local.",
+        "svc.cluster.local.",
+        "cluster.local.",
+    ];
+    let body: String = if args.expansions {
+        (0..names.len())
+            .map(|i| format!("host-{i}.example.org.{} {}\n", SEARCH[i % 3], args.qtype))
+            .collect()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("{n} {}\n", args.qtype))
+            .collect()
+    };
     std::fs::write(&queries, body).with_context(|| format!("writing {}", queries.display()))?;
 
     let _stats = BpfStats::enable()?;
@@ -846,7 +863,7 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
     let _ = writeln!(
         s,
         "Median of {} runs per line. dnsperf 2.10 in the pod namespace, {} s per run, `-c {} -T {} -q {} -t 1` (fixed rate adds `-Q {}`), \
-         cycling over {} A names of the sample snapshot, asked type {}; the agent in the node namespace, attached to the \
+         cycling over {}, asked type {}; the agent in the node namespace, attached to the \
          node-side veth. CPU is the whole machine's busy time during the run (wall time × CPUs − idle \
          time from /proc/stat, whose idle clocks are exact, unlike its tick-sampled busy columns), \
          dnsperf included, over answered queries; in-kernel time is the attached program's `run_time_ns / run_cnt` with \
@@ -860,7 +877,14 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
         args.dnsperf.threads,
         args.dnsperf.outstanding,
         args.rate,
-        names.len(),
+        if args.expansions {
+            format!(
+                "{} search-path expansions of external names (NXDOMAIN)",
+                names.len()
+            )
+        } else {
+            format!("{} A names of the sample snapshot", names.len())
+        },
         args.qtype
     );
     let _ = writeln!(

@@ -273,7 +273,7 @@ fn zone_text(names: u32) -> String {
 
 /// Starts `knotd` (foreground) in the node namespace on `addr@port`, authoritative for the zone,
 /// one worker of each kind.
-fn start_knot(
+pub(crate) fn start_knot(
     topo: &Topology,
     workdir: &Path,
     name: &str,
@@ -336,7 +336,7 @@ fn start_agent(topo: &Topology, agent: &Path, workdir: &Path, server: Server) ->
 
 /// Waits (up to 20 s) until `name A` at `addr:port` gets a NOERROR answer, asked from the pod
 /// (`from_pod`) or from the node namespace.
-fn wait_answer(
+pub(crate) fn wait_answer(
     topo: &Topology,
     from_pod: bool,
     addr: &str,

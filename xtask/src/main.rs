@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_cache;
+mod bench_getent;
 mod demo;
 mod ebpf_build;
 mod fuzz_kernel;
@@ -51,6 +52,8 @@ enum Cmd {
     /// With `--watch`: the watch path instead (initial sync of 100,000 services, change latency;
     /// options `--services`, `--endpoints`, `--namespaces`, `--changes`, `--kernel attach|load|off`).
     /// With `--cache`: the agent's userspace cache hits against Knot DNS with one UDP worker.
+    /// With `--getent`: `getent ahosts www.example.org` from a pod (search path, `ndots:5`)
+    /// against the same lookup fully qualified (options `--lookups`, `--repeat`).
     #[command(disable_help_flag = true)]
     Bench {
         /// Options of the benchmark driver.
@@ -78,6 +81,10 @@ fn main() -> Result<()> {
         Cmd::Bench { args } if args.iter().any(|a| a == "--watch") => {
             watch_bench::run(&root, args.into_iter().filter(|a| a != "--watch").collect())
         }
+        Cmd::Bench { args } if args.iter().any(|a| a == "--getent") => bench_getent::run(
+            &root,
+            args.into_iter().filter(|a| a != "--getent").collect(),
+        ),
         Cmd::Bench { args } if args.iter().any(|a| a == "--cache") => {
             bench_cache::run(&root, args.into_iter().filter(|a| a != "--cache").collect())
         }
