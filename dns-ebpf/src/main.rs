@@ -1,5 +1,6 @@
-//! dns-ebpf: the XDP and TC programs that answer A and AAAA queries from `DNS_A` and `DNS_AAAA`
-//! (NODATA with `DNS_SOA`'s record for a name that has only the other type).
+//! dns-ebpf: the XDP and TC programs that answer A and AAAA queries, over IPv4 or IPv6, from
+//! `DNS_A` and `DNS_AAAA` (NODATA with `DNS_SOA`'s record for a name that has only the other
+//! type).
 #![no_std]
 #![no_main]
 
@@ -7,6 +8,8 @@ mod answer;
 mod dns;
 mod eth;
 mod ip;
+mod ipv4;
+mod ipv6;
 mod packet;
 mod rrset;
 mod stats;
@@ -21,7 +24,10 @@ use aya_ebpf::{
 };
 use dns_common::{config, records, soa};
 
-use crate::packet::{Packet, Tc, Xdp};
+use crate::{
+    ip::Ip,
+    packet::{Packet, Tc, Xdp},
+};
 
 /// Which addresses and port to answer for (written by the agent).
 #[map]
@@ -56,7 +62,7 @@ pub fn dns_tc(ctx: TcContext) -> i32 {
     tc_verdict(&p, res)
 }
 
-/// Bench baseline: sends any UDP datagram for a service address straight back.
+/// Bench baseline: sends any UDP datagram for a service address (IPv4 or IPv6) straight back.
 #[xdp]
 pub fn reflect_xdp(ctx: XdpContext) -> u32 {
     xdp_verdict(try_reflect(&mut Xdp(ctx)))
@@ -73,8 +79,7 @@ pub fn reflect_tc(ctx: TcContext) -> i32 {
 /// The shared fast path: parse, look up, rewrite. `Err` carries the `stats` reason to pass.
 #[inline(always)]
 fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
-    let l3 = eth::parse(p)?;
-    let ip = ip::parse(p, l3)?;
+    let ip = Ip::parse(p, eth::parse(p)?)?;
     let udp = udp::parse(p, &ip)?;
     // Only now, for a query to us: pulling every packet of a pod's traffic into the head
     // (a TCP GSO packet is 64 KiB) would cost far more than it saves.
@@ -95,15 +100,15 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
     }
 }
 
-/// Swaps addresses and ports of a datagram for a service address, nothing else.
+/// Swaps addresses and ports of a datagram for a service address, nothing else (the UDP
+/// checksum stays valid: the sum is symmetric).
 #[inline(always)]
 fn try_reflect<P: Packet>(p: &mut P) -> Result<(), u32> {
-    let l3 = eth::parse(p)?;
-    let ip = ip::parse(p, l3)?;
+    let ip = Ip::parse(p, eth::parse(p)?)?;
     let udp = udp::parse(p, &ip)?;
     p.linearize()?;
     eth::swap_macs(p)?;
-    ip::swap_addrs(p, &ip)?;
+    ip.swap_addrs(p)?;
     udp::swap_ports(p, &udp)?;
     Ok(())
 }
