@@ -596,7 +596,7 @@ fn mutated_and_random_packets_are_answered_as_userspace_or_passed_untouched() {
         .flat_map(|(n, t)| queries(n, *t))
         .collect();
     let mut rng = Rng(seed | 1);
-    let mut answered = 0usize;
+    let (mut answered, mut answered6) = (0usize, 0usize);
     for i in 0..packets {
         let frame = mutant(&mut rng, &seeds);
         if frame.len() < 14 {
@@ -610,11 +610,17 @@ fn mutated_and_random_packets_are_answered_as_userspace_or_passed_untouched() {
         } else {
             PROGS[i % 2]
         };
-        answered += usize::from(h.check(prog, &frame));
+        let yes = h.check(prog, &frame);
+        answered += usize::from(yes);
+        answered6 += usize::from(yes && min_tc == 54);
     }
     eprintln!(
-        "{packets} packets (seed {seed}): {answered} answered in the kernel, each as userspace; \
-         the rest passed untouched"
+        "{packets} packets (seed {seed}): {answered} answered in the kernel ({answered6} over \
+         IPv6), each as userspace; the rest passed untouched"
+    );
+    assert!(
+        answered6 > packets / 400 && answered - answered6 > packets / 400,
+        "the mutations reach answers over both IP versions"
     );
     assert!(
         answered > packets / 100,
