@@ -299,7 +299,10 @@ impl Cli {
             }
             let v4 = service_ips.iter().filter(|ip| ip.is_ipv4()).count();
             let v6 = service_ips.len() - v4;
-            for (family, count, max) in [("IPv4", v4, MAX_SERVICE_IPS), ("IPv6", v6, MAX_SERVICE_IPV6S)] {
+            for (family, count, max) in [
+                ("IPv4", v4, MAX_SERVICE_IPS),
+                ("IPv6", v6, MAX_SERVICE_IPV6S),
+            ] {
                 if count > max {
                     return Err(ConfigError::TooManyServiceIps { family, count, max });
                 }

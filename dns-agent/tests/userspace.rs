@@ -503,7 +503,10 @@ fn squash(s: &str) -> String {
 #[tokio::test]
 async fn every_service_address_answers_on_one_port() {
     let mut c = config();
-    c.service_ips = vec![Ipv4Addr::new(127, 0, 0, 1).into(), Ipv4Addr::new(127, 0, 0, 53).into()];
+    c.service_ips = vec![
+        Ipv4Addr::new(127, 0, 0, 1).into(),
+        Ipv4Addr::new(127, 0, 0, 53).into(),
+    ];
     let agent = App::start(c).await.expect("start");
     let addrs = agent.dns_addrs().to_vec();
     assert_eq!(addrs.len(), 2);

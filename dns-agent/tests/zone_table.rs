@@ -635,7 +635,10 @@ async fn run(server: SocketAddr, serial: u32, cases: &[Case]) {
 async fn the_zone_as_a_table_over_real_sockets() {
     let cases = table();
     assert!(cases.len() >= 80, "the table has {} cases", cases.len());
-    let config = Config::userspace(SnapshotSource::File(fixture()), vec![Ipv4Addr::LOCALHOST.into()]);
+    let config = Config::userspace(
+        SnapshotSource::File(fixture()),
+        vec![Ipv4Addr::LOCALHOST.into()],
+    );
     let app = App::start(config)
         .await
         .unwrap_or_else(|e| panic!("agent start: {e}"));

@@ -72,9 +72,8 @@ pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv6, u32> {
 pub fn reply<P: Packet>(p: &P, ip: &Ipv6, payload_len: usize) -> Result<u64, u32> {
     // Little-endian words: [ver tc flow] [len next hops] [saddr × 4] [daddr × 4].
     let w: [u32; 10] = read(p, ip.off)?;
-    let w1 = (payload_len as u16).to_be() as u32
-        | (IPPROTO_UDP as u32) << 16
-        | (REPLY_TTL as u32) << 24;
+    let w1 =
+        (payload_len as u16).to_be() as u32 | (IPPROTO_UDP as u32) << 16 | (REPLY_TTL as u32) << 24;
     let mut sum = 0u64;
     let mut i = 2;
     while i < 10 {

@@ -908,31 +908,55 @@ fn ipv6_answers_are_byte_exact() {
     k.add_aaaa(WEB, 7, &addrs6(3));
     let q = Query::a(WEB);
     let f = Frame::query6(q.bytes());
-    k.expect_answer("A over IPv6", &f, f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])));
+    k.expect_answer(
+        "A over IPv6",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
     let q6 = Query::aaaa(WEB).with_opt(Opt::new(1232));
     let f = Frame::query6(q6.bytes());
-    k.expect_answer("AAAA over IPv6, EDNS", &f, f.reply(q6.answer_aaaa(7, &addrs6(3))));
+    k.expect_answer(
+        "AAAA over IPv6, EDNS",
+        &f,
+        f.reply(q6.answer_aaaa(7, &addrs6(3))),
+    );
 
     let mut f = Frame::query6(q.bytes());
     f.ip6_mut().dst = OTHER_SERVICE_IP6;
-    k.expect_answer("the other IPv6 service address", &f, f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])));
+    k.expect_answer(
+        "the other IPv6 service address",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
     let mut f = Frame::query6(q.bytes());
     f.vlans = vec![0x0064];
     f.ip6_mut().traffic_class = 0xb8;
-    k.expect_answer("VLAN tag, traffic class kept", &f, f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])));
+    k.expect_answer(
+        "VLAN tag, traffic class kept",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
     let mut f = Frame::query6(q.bytes());
     if let L4::Udp { csum, .. } = &mut f.l4 {
         *csum = UdpCsum::Partial;
     }
     f.trailer = vec![0; 6];
-    k.expect_answer("partial checksum, padding", &f, f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])));
+    k.expect_answer(
+        "partial checksum, padding",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
     // Names of odd and even lengths move the checksum's byte lanes.
     for len in [30usize, 31, 254, 255] {
         let name = name_of_wire_len(len);
         k.add(&name, 9, &[[192, 0, 2, 1]]);
         let q = Query::a(&name);
         let f = Frame::query6(q.bytes());
-        k.expect_answer(&format!("{len}-byte name"), &f, f.reply(q.answer(9, &[[192, 0, 2, 1]])));
+        k.expect_answer(
+            &format!("{len}-byte name"),
+            &f,
+            f.reply(q.answer(9, &[[192, 0, 2, 1]])),
+        );
     }
     // The DNS bytes are the IPv4 answer's (NODATA over IPv6: kernel_equivalence.rs).
     let q = Query::aaaa(WEB).with_opt(Opt {
@@ -1034,7 +1058,11 @@ fn ipv6_everything_else_passes_untouched() {
     k.expect_pass("payload length past the frame", &f, stats::MALFORMED);
     let mut f = base.clone();
     f.ip6_mut().payload_len = Some((udp_len - 2) as u16);
-    k.expect_pass("payload length short of the UDP length", &f, stats::MALFORMED);
+    k.expect_pass(
+        "payload length short of the UDP length",
+        &f,
+        stats::MALFORMED,
+    );
     let mut f = base.clone();
     f.ip6_mut().payload_len = Some(0);
     k.expect_pass("payload length 0 (a jumbogram)", &f, stats::MALFORMED);
@@ -1053,7 +1081,11 @@ fn ipv6_everything_else_passes_untouched() {
     k.expect_pass("a response", &Frame::query6(r.bytes()), stats::NOT_QUERY);
     let mut ptr = header(7, RD, 1, 0, 0, 0);
     ptr.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
-    k.expect_pass("compressed question name", &Frame::query6(ptr), stats::MALFORMED);
+    k.expect_pass(
+        "compressed question name",
+        &Frame::query6(ptr),
+        stats::MALFORMED,
+    );
     k.expect_pass(
         "unknown name",
         &Frame::query6(Query::a("nope.default.svc.cluster.local.").bytes()),
@@ -1079,5 +1111,11 @@ fn reflect_swaps_ipv6_addresses_and_ports_only() {
     let mut f = Frame::query6(Query::a(WEB).bytes());
     f.ip6_mut().dst[15] = 0x0b;
     let packet = f.bytes();
-    k.expect_from(&reflect, "not a service address", &packet, stats::NOT_SERVICE, &packet);
+    k.expect_from(
+        &reflect,
+        "not a service address",
+        &packet,
+        stats::NOT_SERVICE,
+        &packet,
+    );
 }

@@ -49,7 +49,10 @@ impl Harness {
         );
         let cfg = DataplaneConfig {
             interfaces: Vec::new(),
-            service_ips: vec![Ipv4Addr::from(SERVICE_IP).into(), Ipv6Addr::from(SERVICE_IP6).into()],
+            service_ips: vec![
+                Ipv4Addr::from(SERVICE_IP).into(),
+                Ipv6Addr::from(SERVICE_IP6).into(),
+            ],
             port: DNS_PORT,
             mode: AttachMode::Auto,
             program: KernelProgram::Answer,
@@ -208,10 +211,7 @@ fn well_formed_ipv6(frame: &[u8], ip: usize) -> Result<&[u8], &'static str> {
 
 /// The reply goes back where the query came from, with correct IP and UDP checksums.
 fn check_reply_headers(query: &[u8], reply: &[u8]) {
-    let ((qi, qv), (ri, rv)) = (
-        ip_offset(query).expect("IP"),
-        ip_offset(reply).expect("IP"),
-    );
+    let ((qi, qv), (ri, rv)) = (ip_offset(query).expect("IP"), ip_offset(reply).expect("IP"));
     assert_eq!(qv, rv, "the reply's IP version is the query's");
     assert_eq!(reply[..6], query[6..12], "to the client's MAC");
     assert_eq!(reply[6..12], query[..6], "from the node's MAC");
@@ -222,7 +222,11 @@ fn check_reply_headers(query: &[u8], reply: &[u8]) {
         assert_eq!(r[24..40], q[8..24], "to the client");
         assert_eq!((r[6], r[7]), (17, 64), "next header UDP, hop limit 64");
         let payload_len = usize::from(u16::from_be_bytes([r[4], r[5]]));
-        assert_eq!(ri + 40 + payload_len, reply.len(), "no bytes past the IPv6 packet");
+        assert_eq!(
+            ri + 40 + payload_len,
+            reply.len(),
+            "no bytes past the IPv6 packet"
+        );
         let udp = &r[40..];
         assert_ne!(udp[6..8], [0, 0], "the UDP checksum is mandatory over IPv6");
         let mut pseudo = r[8..40].to_vec();
@@ -334,7 +338,10 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
     ];
     for (name, qtype) in &questions {
         for dns in queries(name, *qtype) {
-            let frames = [Frame::query(dns.clone()).bytes(), Frame::query6(dns).bytes()];
+            let frames = [
+                Frame::query(dns.clone()).bytes(),
+                Frame::query6(dns).bytes(),
+            ];
             for (family, frame) in frames.iter().enumerate() {
                 for prog in PROGS {
                     asked += 1;
@@ -392,7 +399,10 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
     h.dp.set_soa_of(&h.records).expect("DNS_SOA written");
     for prog in PROGS {
         assert!(h.check(prog, &frame), "{name} AAAA: NODATA from the kernel");
-        assert!(h.check(prog, &frame6), "{name} AAAA over IPv6: NODATA from the kernel");
+        assert!(
+            h.check(prog, &frame6),
+            "{name} AAAA over IPv6: NODATA from the kernel"
+        );
     }
 }
 
@@ -604,7 +614,11 @@ fn mutated_and_random_packets_are_answered_as_userspace_or_passed_untouched() {
         }
         // The TC test run refuses an IPv4 (IPv6) frame shorter than an IPv4 (IPv6) header: XDP
         // takes those.
-        let min_tc = if frame[12..14] == [0x86, 0xdd] { 54 } else { 34 };
+        let min_tc = if frame[12..14] == [0x86, 0xdd] {
+            54
+        } else {
+            34
+        };
         let prog = if frame.len() < min_tc {
             programs::DNS_XDP
         } else {

@@ -199,7 +199,10 @@ impl Dataplane {
         }
         let v4 = cfg.service_ips.iter().filter(|ip| ip.is_ipv4()).count();
         let v6 = cfg.service_ips.len() - v4;
-        for (family, count, max) in [("IPv4", v4, MAX_SERVICE_IPV4), ("IPv6", v6, MAX_SERVICE_IPV6)] {
+        for (family, count, max) in [
+            ("IPv4", v4, MAX_SERVICE_IPV4),
+            ("IPv6", v6, MAX_SERVICE_IPV6),
+        ] {
             if count > max {
                 return Err(DataplaneError::TooManyServiceIps { family, count, max });
             }
@@ -801,7 +804,10 @@ mod tests {
         let words = c.service_ipv6_be[0];
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
         assert_eq!(bytes, "fd00:96::a".parse::<Ipv6Addr>().unwrap().octets());
-        assert_eq!(c.service_ipv6_be[1], Config::ipv6_words(Ipv6Addr::LOCALHOST.octets()));
+        assert_eq!(
+            c.service_ipv6_be[1],
+            Config::ipv6_words(Ipv6Addr::LOCALHOST.octets())
+        );
         assert_eq!(c.service_ipv6_be[2], [0, 0]);
         // No addresses: nothing matches (both counts 0), as the all-zero value at load.
         let none = config_value(&[], 53);
@@ -810,7 +816,10 @@ mod tests {
         let many: Vec<IpAddr> = (1..=10u16)
             .map(|i| IpAddr::from(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i)))
             .collect();
-        assert_eq!(config_value(&many, 53).ipv6_count as usize, MAX_SERVICE_IPV6);
+        assert_eq!(
+            config_value(&many, 53).ipv6_count as usize,
+            MAX_SERVICE_IPV6
+        );
     }
 
     /// Moves this test's thread into a network namespace of its own, so that attaching to its
@@ -1039,7 +1048,10 @@ mod tests {
             ..cfg(&["lo"], AttachMode::Auto)
         };
         let err = Dataplane::start(&many6).expect_err("nine IPv6 addresses");
-        assert!(err.to_string().contains("9 IPv6 service addresses"), "{err}");
+        assert!(
+            err.to_string().contains("9 IPv6 service addresses"),
+            "{err}"
+        );
         let empty = DataplaneConfig {
             map_entries: 0,
             ..cfg(&["lo"], AttachMode::Auto)

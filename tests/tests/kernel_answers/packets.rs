@@ -384,9 +384,7 @@ impl Frame {
         f.extend_from_slice(&self.ethertype.to_be_bytes());
         let l4 = self.l4_bytes();
         if let Some(h) = &self.ip6 {
-            let payload_len = h
-                .payload_len
-                .unwrap_or((h.ext.len() + l4.len()) as u16);
+            let payload_len = h.payload_len.unwrap_or((h.ext.len() + l4.len()) as u16);
             let word = 6u32 << 28 | u32::from(h.traffic_class) << 20 | (h.flow & 0xf_ffff);
             f.extend_from_slice(&word.to_be_bytes());
             f.extend_from_slice(&payload_len.to_be_bytes());
