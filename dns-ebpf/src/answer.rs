@@ -183,7 +183,8 @@ fn respond<P: Packet>(
     }
     let udp_len = 8 + dns_len;
 
-    p.set_len(ip.off() + ip.hdr_len() + udp_len)?;
+    // The datagram ends the packet: the UDP header follows the IP header directly.
+    p.set_len(udp.off + udp_len)?;
     // Every access below goes through `ptr_at` against the new packet bounds.
 
     // Nothing below reads back what it wrote (see `ipv4::reply`): each sum comes from registers.
