@@ -33,7 +33,8 @@ fn is_extension(next: u8) -> bool {
 }
 
 /// Validates the fixed IPv6 header at `off`: version 6, UDP as the next header (an extension
-/// header or a fragment is left to the stack), a payload that fits in the packet.
+/// header or a fragment is left to the stack), a payload that fits in the packet, a source
+/// that is not multicast.
 #[inline(always)]
 pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv6, u32> {
     // Little-endian words: [version, traffic class, flow label] [payload length, next, hops].
@@ -55,6 +56,11 @@ pub fn parse<P: Packet>(p: &P, off: usize) -> Result<Ipv6, u32> {
     // Ethernet padding.
     let payload_len = u16::from_be_bytes([len_hi, len_lo]) as usize;
     if payload_len < 8 || off + HDR_LEN + payload_len > p.len() {
+        return Err(stats::MALFORMED);
+    }
+    // The stack drops a multicast source (RFC 4291 §2.7), so the kernel must not answer it
+    // either: its first byte is ff.
+    if read::<u16, P>(p, off + 8)?.to_ne_bytes()[0] == 0xff {
         return Err(stats::MALFORMED);
     }
     Ok(Ipv6 {

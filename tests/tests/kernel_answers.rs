@@ -1074,6 +1074,9 @@ fn ipv6_everything_else_passes_untouched() {
     let mut f = base.clone();
     f.ethertype = 0x0800;
     k.expect_pass("IPv6 under the IPv4 EtherType", &f, stats::MALFORMED);
+    let mut f = base.clone();
+    f.ip6_mut().src = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    k.expect_pass("a multicast source", &f, stats::MALFORMED);
 
     // The DNS checks are the IPv4 path's: a response, a compressed name.
     let mut r = Query::a(WEB);

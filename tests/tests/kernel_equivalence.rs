@@ -202,6 +202,9 @@ fn well_formed_ipv6(frame: &[u8], ip: usize) -> Result<&[u8], &'static str> {
     if h[6] != 17 || h[24..40] != SERVICE_IP6 {
         return Err("not UDP (directly) to the IPv6 service address");
     }
+    if h[8] == 0xff {
+        return Err("a multicast source (dropped by the stack)");
+    }
     let udp = &frame[ip + 40..ip + 40 + payload_len];
     if udp[6..8] == [0, 0] {
         return Err("UDP checksum 0 over IPv6 (dropped by the stack)");
@@ -509,6 +512,7 @@ fn ipv6_damage(rng: &mut Rng, frame: &mut Frame) {
             let i = rng.below(16);
             h.dst[i] ^= 1 << rng.below(8);
         }
+        6 if rng.below(2) == 0 => h.src[0] = 0xff,
         6 => h.next = [6, 58, 59, 16][rng.below(4)],
         7 => {
             if let L4::Udp { csum, .. } = &mut frame.l4 {
