@@ -264,7 +264,7 @@ async fn bench(args: &Args) -> Result<()> {
     let mut api = spawn_api(args)?;
     let (rss_before, _) = memory();
 
-    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST.into()]);
     c.metrics_addr = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     c.api = Some(ApiSource {
         kubeconfig: None,

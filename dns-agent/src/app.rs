@@ -142,7 +142,7 @@ impl App {
             Some(k) => k.settings.clone(),
             None => records::Settings::new(&config.zone, config.ttl),
         };
-        settings.dns_ips = config.service_ips.iter().map(|ip| (*ip).into()).collect();
+        settings.dns_ips = config.service_ips.clone();
         // The flags win; else the Corefile's kubeconfig/endpoint, unless a snapshot is given.
         let api = config.api.clone().or_else(|| {
             let k = kube.as_ref()?;

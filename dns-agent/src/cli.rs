@@ -1,6 +1,6 @@
 //! Command line flags (a contract: names never change) and their validation into a [`Config`].
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +11,8 @@ use crate::k8s::ApiSource;
 
 /// Most service addresses the kernel program matches (`DNS_CONFIG`).
 pub const MAX_SERVICE_IPS: usize = dns_common::config::MAX_SERVICE_IPV4;
+/// Most IPv6 service addresses the kernel program matches.
+pub const MAX_SERVICE_IPV6S: usize = dns_common::config::MAX_SERVICE_IPV6;
 /// Default capacity of `DNS_A` and `DNS_AAAA` (`--kernel-map-entries`): the object's own.
 pub const DEFAULT_KERNEL_MAP_ENTRIES: u32 = dns_common::records::CAPACITY;
 /// `--zone` when not given.
@@ -44,9 +46,9 @@ pub struct Cli {
     #[arg(long = "attach", value_name = "IFACE")]
     pub attach: Vec<String>,
 
-    /// Service address to answer on (repeatable); 127.0.0.1 when none is given.
+    /// Service address to answer on, IPv4 or IPv6 (repeatable); 127.0.0.1 when none is given.
     #[arg(long = "service-ip", value_name = "IP")]
-    pub service_ip: Vec<Ipv4Addr>,
+    pub service_ip: Vec<IpAddr>,
 
     /// UDP and TCP port to answer on.
     #[arg(long = "dns-port", value_name = "PORT", default_value_t = 53)]
@@ -180,8 +182,8 @@ pub struct Config {
     /// Lower-case, with a trailing dot: `cluster.local.`.
     pub zone: String,
     pub ttl: u32,
-    /// Distinct addresses, in the order given.
-    pub service_ips: Vec<Ipv4Addr>,
+    /// Distinct addresses (IPv4 and IPv6), in the order given.
+    pub service_ips: Vec<IpAddr>,
     /// 0 picks a free port (the same one on every address, UDP and TCP): for tests.
     pub dns_port: u16,
     /// `None` serves no metrics; port 0 picks a free port.
@@ -193,7 +195,7 @@ pub struct Config {
 impl Config {
     /// A userspace-only agent on `service_ips` (port 0: a free one), without metrics, serving
     /// `snapshot` for `cluster.local.` with TTL 5. Tests adjust the public fields further.
-    pub fn userspace(snapshot: SnapshotSource, service_ips: Vec<Ipv4Addr>) -> Self {
+    pub fn userspace(snapshot: SnapshotSource, service_ips: Vec<IpAddr>) -> Self {
         Config {
             corefile: CorefileSource::None,
             snapshot,
@@ -218,8 +220,12 @@ pub enum ConfigError {
     Ttl(u32),
     #[error("--attach {iface:?}: {problem}")]
     Interface { iface: String, problem: String },
-    #[error("--service-ip: at most {MAX_SERVICE_IPS} addresses can be answered in the kernel, got {0} (add --no-kernel to serve more from userspace)")]
-    TooManyServiceIps(usize),
+    #[error("--service-ip: at most {max} {family} addresses can be answered in the kernel, got {count} (add --no-kernel to serve more from userspace)")]
+    TooManyServiceIps {
+        family: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error(
         "--dns-port 0 cannot be matched by the kernel program: pick a port or add --no-kernel"
     )]
@@ -264,14 +270,14 @@ impl Cli {
         if self.kernel_map_entries == 0 {
             return Err(ConfigError::KernelMapEntriesZero);
         }
-        let mut service_ips: Vec<Ipv4Addr> = Vec::new();
+        let mut service_ips: Vec<IpAddr> = Vec::new();
         for ip in self.service_ip {
             if !service_ips.contains(&ip) {
                 service_ips.push(ip);
             }
         }
         if service_ips.is_empty() {
-            service_ips.push(Ipv4Addr::LOCALHOST);
+            service_ips.push(Ipv4Addr::LOCALHOST.into());
         }
         let kernel = if self.no_kernel {
             if !self.attach.is_empty() {
@@ -291,8 +297,15 @@ impl Cli {
                     interfaces.push(iface);
                 }
             }
-            if service_ips.len() > MAX_SERVICE_IPS {
-                return Err(ConfigError::TooManyServiceIps(service_ips.len()));
+            let v4 = service_ips.iter().filter(|ip| ip.is_ipv4()).count();
+            let v6 = service_ips.len() - v4;
+            for (family, count, max) in [
+                ("IPv4", v4, MAX_SERVICE_IPS),
+                ("IPv6", v6, MAX_SERVICE_IPV6S),
+            ] {
+                if count > max {
+                    return Err(ConfigError::TooManyServiceIps { family, count, max });
+                }
             }
             if self.dns_port == 0 {
                 return Err(ConfigError::KernelPortZero);
@@ -502,7 +515,7 @@ mod tests {
         assert_eq!(c.corefile, CorefileSource::Embedded);
         assert_eq!(c.zone, "cluster.local.");
         assert_eq!(c.ttl, 30, "kubeadm's TTL");
-        assert_eq!(c.service_ips, vec![Ipv4Addr::LOCALHOST]);
+        assert_eq!(c.service_ips, vec![IpAddr::from(Ipv4Addr::LOCALHOST)]);
         assert_eq!(c.dns_port, 53);
         assert_eq!(
             c.metrics_addr,
@@ -532,6 +545,10 @@ mod tests {
             "169.254.20.10",
             "--service-ip",
             "10.96.0.10",
+            "--service-ip",
+            "FD00:96::A",
+            "--service-ip",
+            "fd00:96::a",
             "--dns-port",
             "5353",
             "--zone",
@@ -554,8 +571,9 @@ mod tests {
         assert_eq!(
             c.service_ips,
             vec![
-                Ipv4Addr::new(10, 96, 0, 10),
-                Ipv4Addr::new(169, 254, 20, 10)
+                IpAddr::from(Ipv4Addr::new(10, 96, 0, 10)),
+                IpAddr::from(Ipv4Addr::new(169, 254, 20, 10)),
+                "fd00:96::a".parse::<IpAddr>().expect("address"),
             ]
         );
         assert_eq!(c.dns_port, 5353);
@@ -582,11 +600,15 @@ mod tests {
         let cases = [
             Case {
                 args: &["--service-ip", "10.96.0.300"],
-                err: "invalid value '10.96.0.300' for '--service-ip <IP>': invalid IPv4 address syntax",
+                err: "invalid value '10.96.0.300' for '--service-ip <IP>': invalid IP address syntax",
             },
             Case {
-                args: &["--service-ip", "::1"],
-                err: "invalid value '::1' for '--service-ip <IP>': invalid IPv4 address syntax",
+                args: &["--service-ip", "fd00::96::1"],
+                err: "invalid value 'fd00::96::1' for '--service-ip <IP>': invalid IP address syntax",
+            },
+            Case {
+                args: &["--service-ip", "[fd00::1]"],
+                err: "invalid value '[fd00::1]' for '--service-ip <IP>': invalid IP address syntax",
             },
             Case {
                 args: &["--dns-port", "70000"],
@@ -651,7 +673,17 @@ mod tests {
                     "10.0.0.5", "--service-ip", "10.0.0.6", "--service-ip", "10.0.0.7",
                     "--service-ip", "10.0.0.8", "--service-ip", "10.0.0.9",
                 ],
-                err: "--service-ip: at most 8 addresses can be answered in the kernel, got 9 (add --no-kernel to serve more from userspace)",
+                err: "--service-ip: at most 8 IPv4 addresses can be answered in the kernel, got 9 (add --no-kernel to serve more from userspace)",
+            },
+            Case {
+                args: &[
+                    "--attach", "lo", "--service-ip", "fd00::1", "--service-ip", "fd00::2",
+                    "--service-ip", "fd00::3", "--service-ip", "fd00::4", "--service-ip",
+                    "fd00::5", "--service-ip", "fd00::6", "--service-ip", "fd00::7",
+                    "--service-ip", "fd00::8", "--service-ip", "fd00::9", "--service-ip",
+                    "10.0.0.1",
+                ],
+                err: "--service-ip: at most 8 IPv6 addresses can be answered in the kernel, got 9 (add --no-kernel to serve more from userspace)",
             },
         ];
         for case in cases {

@@ -24,7 +24,11 @@ fn bad_flags_give_one_line_and_exit_2() {
         Case { args: &["--bogus"], stderr: "dns-agent: unexpected argument '--bogus' found" },
         Case {
             args: &["--service-ip", "10.96.0.300"],
-            stderr: "dns-agent: invalid value '10.96.0.300' for '--service-ip <IP>': invalid IPv4 address syntax",
+            stderr: "dns-agent: invalid value '10.96.0.300' for '--service-ip <IP>': invalid IP address syntax",
+        },
+        Case {
+            args: &["--service-ip", "fd00::96::a"],
+            stderr: "dns-agent: invalid value 'fd00::96::a' for '--service-ip <IP>': invalid IP address syntax",
         },
         Case {
             args: &["--attach", "nosuchif0"],

@@ -18,7 +18,7 @@ const IN: u16 = 1;
 const RD: u16 = 0x0100;
 
 fn config() -> Config {
-    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST.into()]);
     c.metrics_addr = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     c
 }
@@ -503,7 +503,10 @@ fn squash(s: &str) -> String {
 #[tokio::test]
 async fn every_service_address_answers_on_one_port() {
     let mut c = config();
-    c.service_ips = vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 53)];
+    c.service_ips = vec![
+        Ipv4Addr::new(127, 0, 0, 1).into(),
+        Ipv4Addr::new(127, 0, 0, 53).into(),
+    ];
     let agent = App::start(c).await.expect("start");
     let addrs = agent.dns_addrs().to_vec();
     assert_eq!(addrs.len(), 2);

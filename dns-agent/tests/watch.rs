@@ -115,7 +115,7 @@ async fn cluster() -> FakeApi {
 
 async fn agent(api: &FakeApi) -> App {
     init_log();
-    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST.into()]);
     c.metrics_addr = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     c.api = Some(ApiSource {
         kubeconfig: None,
@@ -458,7 +458,7 @@ async fn bad_objects_are_skipped_with_a_warning_naming_them() {
 #[tokio::test]
 async fn a_snapshot_is_ready_at_once_and_reloads_while_the_api_cannot() {
     init_log();
-    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST.into()]);
     c.metrics_addr = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let app = App::start(c).await.expect("agent starts");
     assert_eq!(http_status(&app, "/ready").await, 200);
@@ -535,7 +535,7 @@ async fn a_kubeconfig_names_the_api_server() {
     )
     .expect("kubeconfig written");
     init_log();
-    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+    let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST.into()]);
     c.api = Some(ApiSource {
         kubeconfig: Some(path.clone()),
         apiserver: None,
@@ -683,7 +683,7 @@ fn kernel_maps_follow_added_modified_deleted_objects() {
     rt.block_on(async {
         let api = cluster().await;
         init_log();
-        let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST]);
+        let mut c = Config::userspace(SnapshotSource::Embedded, vec![Ipv4Addr::LOCALHOST.into()]);
         c.metrics_addr = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
         c.api = Some(ApiSource {
             kubeconfig: None,

@@ -635,7 +635,10 @@ async fn run(server: SocketAddr, serial: u32, cases: &[Case]) {
 async fn the_zone_as_a_table_over_real_sockets() {
     let cases = table();
     assert!(cases.len() >= 80, "the table has {} cases", cases.len());
-    let config = Config::userspace(SnapshotSource::File(fixture()), vec![Ipv4Addr::LOCALHOST]);
+    let config = Config::userspace(
+        SnapshotSource::File(fixture()),
+        vec![Ipv4Addr::LOCALHOST.into()],
+    );
     let app = App::start(config)
         .await
         .unwrap_or_else(|e| panic!("agent start: {e}"));
@@ -647,7 +650,7 @@ async fn the_zone_as_a_table_over_real_sockets() {
 /// Serves `records` on a free port of 127.0.0.1 with the agent's own listeners.
 async fn serve(records: Records) -> (dns_agent::server::ServerHandle, SocketAddr) {
     let cfg = ServerConfig {
-        addrs: vec![Ipv4Addr::LOCALHOST],
+        addrs: vec![Ipv4Addr::LOCALHOST.into()],
         port: 0,
         tcp_idle_timeout: Duration::from_secs(5),
     };

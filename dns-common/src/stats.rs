@@ -5,15 +5,16 @@ pub const MAP_NAME: &str = "DNS_STATS";
 
 /// The packet was answered in the kernel.
 pub const ANSWERED: u32 = 0;
-/// Not IPv4 (other EtherTypes, IPv6, more than one VLAN tag).
-pub const NOT_IPV4: u32 = 1;
-/// IPv4 fragment.
+/// Neither IPv4 nor IPv6 (other EtherTypes, more than one VLAN tag).
+pub const NOT_IP: u32 = 1;
+/// IPv4 fragment, or an IPv6 packet with a Fragment header.
 pub const FRAGMENT: u32 = 2;
-/// Not UDP.
+/// Not UDP (for IPv6: a next header that is neither UDP nor an extension header).
 pub const NOT_UDP: u32 = 3;
 /// UDP, but not to a configured service address and port.
 pub const NOT_SERVICE: u32 = 4;
-/// Truncated or inconsistent headers, lengths or question name; a wrong IPv4 header checksum.
+/// Truncated or inconsistent headers, lengths or question name; a wrong IPv4 header checksum;
+/// a UDP checksum of zero over IPv6 (the stack drops those).
 pub const MALFORMED: u32 = 5;
 /// Not a standard query: QR set, opcode not QUERY, or section counts other than one question.
 pub const NOT_QUERY: u32 = 6;
@@ -30,14 +31,16 @@ pub const MISS: u32 = 10;
 pub const TOO_BIG: u32 = 11;
 /// A kernel helper failed (growing the packet, redirecting).
 pub const HELPER_FAILED: u32 = 12;
+/// IPv6 with extension headers (Hop-by-Hop, Routing, Destination Options, ...) before UDP.
+pub const IPV6_EXT: u32 = 13;
 
 /// Number of counters (the map's capacity).
-pub const COUNT: u32 = 13;
+pub const COUNT: u32 = 14;
 
 /// Label value of each counter in the agent's metrics, indexed by reason.
 pub const REASON_NAMES: [&str; COUNT as usize] = [
     "answered",
-    "not_ipv4",
+    "not_ip",
     "fragment",
     "not_udp",
     "not_service",
@@ -49,4 +52,5 @@ pub const REASON_NAMES: [&str; COUNT as usize] = [
     "miss",
     "too_big",
     "helper_failed",
+    "ipv6_ext",
 ];

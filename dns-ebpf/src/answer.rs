@@ -7,8 +7,8 @@ use dns_common::{soa, soa::Soa, stats};
 
 use crate::{
     dns::{Found, Query},
-    eth, ip,
-    ip::Ipv4,
+    eth,
+    ip::Ip,
     packet::{read, write, Packet},
     rrset::Rrset,
     udp::Udp,
@@ -45,7 +45,7 @@ pub fn halves(w: u64) -> u64 {
 #[inline(always)]
 pub fn reply<P: Packet, R: Rrset>(
     p: &mut P,
-    ip: &Ipv4,
+    ip: &Ip,
     udp: &Udp,
     q: &Query,
     found: &Found<R>,
@@ -76,7 +76,7 @@ pub fn reply<P: Packet, R: Rrset>(
 #[inline(always)]
 pub fn negative<P: Packet>(
     p: &mut P,
-    ip: &Ipv4,
+    ip: &Ip,
     udp: &Udp,
     q: &Query,
     name_sum: u64,
@@ -173,7 +173,7 @@ struct Sections {
 #[inline(always)]
 fn respond<P: Packet>(
     p: &mut P,
-    ip: &Ipv4,
+    ip: &Ip,
     udp: &Udp,
     q: &Query,
     name_sum: u64,
@@ -192,18 +192,18 @@ fn respond<P: Packet>(
         return Err(stats::TOO_BIG);
     }
     let udp_len = 8 + dns_len;
-    let tot_len = ip.hdr_len + udp_len;
 
-    p.set_len(ip.off + tot_len)?;
+    // The datagram ends the packet: the UDP header follows the IP header directly.
+    p.set_len(udp.off + udp_len)?;
     // Every access below goes through `ptr_at` against the new packet bounds.
 
-    // Nothing below reads back what it wrote (see `ip::reply`): each sum comes from registers.
+    // Nothing below reads back what it wrote (see `ipv4::reply`): each sum comes from registers.
     eth::swap_macs(p)?;
-    let addr_sum = ip::reply(p, ip, tot_len)?;
+    let addr_sum = ip.reply(p, udp_len)?;
     let ports: [u16; 2] = read(p, udp.off)?;
     let udp_len_be = (udp_len as u16).to_be();
-    // Ports, the pseudo-header (both addresses, protocol 17, UDP length), then the UDP length
-    // field itself.
+    // Ports, the pseudo-header (both addresses, protocol 17, UDP length: the same 16-bit sum
+    // for IPv4's and IPv6's), then the UDP length field itself.
     let mut sum = ports[0] as u64 + ports[1] as u64 + addr_sum + 0x1100 + 2 * udp_len_be as u64;
 
     // Header: ID kept; QR AA, RD copied | CD copied, RCODE; QD 1, AN, NS, AR 0/1.
@@ -243,6 +243,7 @@ fn respond<P: Packet>(
     }
     sum += tail as u64;
 
+    // A computed 0 is sent as all ones (0 means "no checksum", which IPv6 forbids).
     let mut csum = !fold(sum);
     if csum == 0 {
         csum = 0xffff;

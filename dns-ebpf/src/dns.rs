@@ -17,7 +17,8 @@ const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
-/// Largest offset of the DNS header: Ethernet, 802.1Q tag, IPv4 with options, UDP.
+/// Largest offset of the DNS header: Ethernet, 802.1Q tag, IPv4 with options, UDP (IPv6's
+/// fixed header is shorter than the longest IPv4 one).
 const MAX_DNS_OFF: usize = 18 + 60 + 8;
 /// Most labels a 255-byte name can hold, root excluded.
 const MAX_LABELS: usize = 127;

@@ -1,6 +1,6 @@
-//! dns-ebpf: the XDP and TC programs that answer A and AAAA queries from `DNS_A` and `DNS_AAAA`
-//! (NODATA with `DNS_SOA`'s record for a name that has only the other type, NXDOMAIN for one
-//! `DNS_TREE` proves absent).
+//! dns-ebpf: the XDP and TC programs that answer A and AAAA queries, over IPv4 or IPv6, from
+//! `DNS_A` and `DNS_AAAA` (NODATA with `DNS_SOA`'s record for a name that has only the other
+//! type, NXDOMAIN for one `DNS_TREE` proves absent).
 #![no_std]
 #![no_main]
 
@@ -8,6 +8,8 @@ mod answer;
 mod dns;
 mod eth;
 mod ip;
+mod ipv4;
+mod ipv6;
 mod packet;
 mod rrset;
 mod stats;
@@ -18,12 +20,15 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_F_NO_PREALLOC, TC_ACT_OK},
     helpers::generated::bpf_redirect,
     macros::{classifier, map, xdp},
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, PerCpuArray},
     programs::{TcContext, XdpContext},
 };
 use dns_common::{config, name::NAME_WORDS, records, soa};
 
-use crate::packet::{Packet, Tc, Xdp};
+use crate::{
+    ip::Ip,
+    packet::{Packet, Tc, Xdp},
+};
 
 /// Which addresses and port to answer for (written by the agent).
 #[map]
@@ -44,6 +49,10 @@ pub static DNS_AAAA: HashMap<records::NameKey, records::AaaaRecords> =
 #[map]
 pub static DNS_SOA: Array<soa::Soa> = Array::with_max_entries(soa::CAPACITY, 0);
 
+/// The question's name as loaded and lower-cased, one buffer per CPU (the program's own).
+#[map]
+static DNS_NAME: PerCpuArray<[u64; NAME_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+
 /// The zone's upper levels, for NXDOMAIN (written by the agent), same key as `DNS_A`.
 #[map]
 pub static DNS_TREE: HashMap<records::NameKey, dns_common::tree::Node> =
@@ -63,7 +72,7 @@ pub fn dns_tc(ctx: TcContext) -> i32 {
     tc_verdict(&p, res)
 }
 
-/// Bench baseline: sends any UDP datagram for a service address straight back.
+/// Bench baseline: sends any UDP datagram for a service address (IPv4 or IPv6) straight back.
 #[xdp]
 pub fn reflect_xdp(ctx: XdpContext) -> u32 {
     xdp_verdict(try_reflect(&mut Xdp(ctx)))
@@ -80,16 +89,16 @@ pub fn reflect_tc(ctx: TcContext) -> i32 {
 /// The shared fast path: parse, look up, rewrite. `Err` carries the `stats` reason to pass.
 #[inline(always)]
 fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
-    let l3 = eth::parse(p)?;
-    let ip = ip::parse(p, l3)?;
+    let ip = Ip::parse(p, eth::parse(p)?)?;
     let udp = udp::parse(p, &ip)?;
     // Only now, for a query to us: pulling every packet of a pod's traffic into the head
     // (a TCP GSO packet is 64 KiB) would cost far more than it saves.
     p.linearize()?;
     let q = dns::parse(p, &udp)?;
-    // The name's words, shared by every lookup (one buffer: the stack holds 512 bytes).
-    let mut buf = core::mem::MaybeUninit::<[u64; NAME_WORDS]>::uninit();
-    let base = buf.as_mut_ptr() as *mut u64;
+    // The name's words, shared by every lookup: in map memory, not on the 512-byte stack.
+    let base = DNS_NAME
+        .get_ptr_mut(0)
+        .ok_or(dns_common::stats::HELPER_FAILED)? as *mut u64;
     // One comparison, then the map of the asked type (and, on a miss, the other type's, for
     // a name that has only those: NODATA; then the zone's tree: NXDOMAIN).
     let lookup = if q.is_aaaa() {
@@ -116,15 +125,15 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
     }
 }
 
-/// Swaps addresses and ports of a datagram for a service address, nothing else.
+/// Swaps addresses and ports of a datagram for a service address, nothing else (the UDP
+/// checksum stays valid: the sum is symmetric).
 #[inline(always)]
 fn try_reflect<P: Packet>(p: &mut P) -> Result<(), u32> {
-    let l3 = eth::parse(p)?;
-    let ip = ip::parse(p, l3)?;
+    let ip = Ip::parse(p, eth::parse(p)?)?;
     let udp = udp::parse(p, &ip)?;
     p.linearize()?;
     eth::swap_macs(p)?;
-    ip::swap_addrs(p, &ip)?;
+    ip.swap_addrs(p)?;
     udp::swap_ports(p, &udp)?;
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! UDP: is the datagram addressed to a configured service address and port; port swap.
 
-use dns_common::{config::MAX_SERVICE_IPV4, stats};
+use dns_common::stats;
 
 use crate::{
-    ip::Ipv4,
+    ip::Ip,
     packet::{read, write, Packet},
     DNS_CONFIG,
 };
@@ -22,37 +22,32 @@ pub struct Udp {
 
 /// Accepts only datagrams to one of `DNS_CONFIG`'s addresses and its port.
 #[inline(always)]
-pub fn parse<P: Packet>(p: &P, ip: &Ipv4) -> Result<Udp, u32> {
-    let off = ip.off + ip.hdr_len;
+pub fn parse<P: Packet>(p: &P, ip: &Ip) -> Result<Udp, u32> {
+    let off = ip.off() + ip.hdr_len();
     let dport_be: u16 = read(p, off + 2)?;
     let len = u16::from_be(read::<u16, P>(p, off + 4)?) as usize;
     let cfg = DNS_CONFIG.get_ptr(0).ok_or(stats::NOT_SERVICE)?;
     // SAFETY: a map value pointer stays valid for the whole program run.
     let cfg = unsafe { &*cfg };
-    if cfg.port_be != dport_be || !is_service(cfg.ipv4_count, &cfg.service_ipv4_be, ip.daddr_be) {
+    if cfg.port_be != dport_be || !ip.to_service(cfg) {
         return Err(stats::NOT_SERVICE);
     }
-    if len != ip.tot_len - ip.hdr_len {
+    if len != ip.payload_len() {
         return Err(stats::MALFORMED);
+    }
+    // Over IPv6 the checksum is mandatory: the stack drops a datagram whose field is 0, so the
+    // kernel must not answer it either. (Its value cannot be checked: a pod's datagrams come
+    // with it left to offload.)
+    if let Ip::V6(_) = ip {
+        if read::<u16, P>(p, off + 6)? == 0 {
+            return Err(stats::MALFORMED);
+        }
     }
     // Keeps every offset the verifier sees well below its 64 KiB packet-offset limit.
     if len > MAX_UDP_LEN {
         return Err(stats::TOO_BIG);
     }
     Ok(Udp { off, len })
-}
-
-#[inline(always)]
-fn is_service(count: u32, addrs: &[u32; MAX_SERVICE_IPV4], daddr_be: u32) -> bool {
-    for (i, &a) in addrs.iter().enumerate() {
-        if i as u32 >= count {
-            return false;
-        }
-        if a == daddr_be {
-            return true;
-        }
-    }
-    false
 }
 
 /// Swaps source and destination ports; returns their little-endian checksum contribution.

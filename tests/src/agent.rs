@@ -74,7 +74,8 @@ pub fn e2e_corefile() -> PathBuf {
     path
 }
 
-/// The agent's command line on `topo`'s node side: `snapshot`, then `extra`.
+/// The agent's command line on `topo`'s node side: `snapshot`, then `extra`. It serves both
+/// service addresses, IPv4 and IPv6 (a dual-stack kube-dns).
 pub fn agent_args(topo: &Topology, snapshot: &Path, extra: &[&str]) -> Vec<String> {
     agent_args_with(topo, &e2e_corefile(), snapshot, extra)
 }
@@ -87,6 +88,7 @@ pub fn agent_args_with(
     extra: &[&str],
 ) -> Vec<String> {
     let service = topo.service_ip().to_string();
+    let service6 = topo.service_ip6().to_string();
     let mut args: Vec<String> = [
         "--corefile",
         path_str(corefile),
@@ -96,6 +98,8 @@ pub fn agent_args_with(
         topo.node_if(),
         "--service-ip",
         &service,
+        "--service-ip",
+        &service6,
         "--metrics-addr",
         METRICS_ADDR,
     ]

@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 /// The cluster DNS service address that pods query; put on the node's `lo`.
 pub const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// The cluster DNS service's IPv6 address (a dual-stack kube-dns ClusterIP): on the node's `lo`
+/// too, next to [`SERVICE_IP`].
+pub const SERVICE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0xa);
 
 /// Search path and options a pod gets in `/etc/resolv.conf` (kubelet's `ClusterFirst` policy for
 /// a pod in namespace `default`).
@@ -26,8 +30,10 @@ const MAX_IFNAME: usize = 15;
 
 /// Two network namespaces, `<prefix>-node` and `<prefix>-pod`, joined by a veth pair.
 ///
-/// The node side holds the service address on `lo`; the pod side routes everything through the
-/// node and has a Kubernetes-like `resolv.conf`. Dropping the value kills whatever still runs in
+/// The node side holds the service addresses (IPv4 and IPv6) on `lo`; the pod side routes
+/// everything through the node, over IPv4 and IPv6, and has a Kubernetes-like `resolv.conf`.
+/// IPv6 addresses are added `nodad`: usable at once, with no duplicate-address detection to wait
+/// for. Dropping the value kills whatever still runs in
 /// either namespace, deletes both (which destroys the veth pair) and removes the `resolv.conf`.
 #[derive(Debug)]
 pub struct Topology {
@@ -37,6 +43,8 @@ pub struct Topology {
     pod_if: String,
     node_addr: Ipv4Addr,
     pod_addr: Ipv4Addr,
+    node_addr6: Ipv6Addr,
+    pod_addr6: Ipv6Addr,
 }
 
 impl Topology {
@@ -58,6 +66,7 @@ impl Topology {
         }
         let short = short_name(prefix);
         let (node_addr, pod_addr) = subnet_for(prefix);
+        let (node_addr6, pod_addr6) = subnet6_for(prefix);
         let topo = Topology {
             node_ns: format!("{prefix}-node"),
             pod_ns: format!("{prefix}-pod"),
@@ -65,6 +74,8 @@ impl Topology {
             pod_if: format!("{short}p"),
             node_addr,
             pod_addr,
+            node_addr6,
+            pod_addr6,
         };
         // From here on, `topo` is dropped (and so torn down) on any error.
         topo.remove_namespaces();
@@ -90,7 +101,11 @@ impl Topology {
         let pod_cidr = format!("{}/30", self.pod_addr);
         let service = format!("{SERVICE_IP}/32");
         let node_addr = self.node_addr.to_string();
-        let steps: [&[&str]; 8] = [
+        let service6 = format!("{SERVICE_IP6}/128");
+        let node_cidr6 = format!("{}/64", self.node_addr6);
+        let pod_cidr6 = format!("{}/64", self.pod_addr6);
+        let node_addr6 = self.node_addr6.to_string();
+        let steps: [&[&str]; 12] = [
             &["-n", node, "link", "set", "lo", "up"],
             &["-n", pod, "link", "set", "lo", "up"],
             &["-n", node, "addr", "add", &service, "dev", "lo"],
@@ -106,6 +121,39 @@ impl Topology {
                 "default",
                 "via",
                 &node_addr,
+                "dev",
+                &self.pod_if,
+            ],
+            &["-n", node, "addr", "add", &service6, "dev", "lo", "nodad"],
+            &[
+                "-n",
+                node,
+                "addr",
+                "add",
+                &node_cidr6,
+                "dev",
+                &self.node_if,
+                "nodad",
+            ],
+            &[
+                "-n",
+                pod,
+                "addr",
+                "add",
+                &pod_cidr6,
+                "dev",
+                &self.pod_if,
+                "nodad",
+            ],
+            &[
+                "-n",
+                pod,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &node_addr6,
                 "dev",
                 &self.pod_if,
             ],
@@ -142,6 +190,21 @@ impl Topology {
     /// The DNS service address, local to the node namespace.
     pub fn service_ip(&self) -> Ipv4Addr {
         SERVICE_IP
+    }
+
+    /// The DNS service's IPv6 address, local to the node namespace.
+    pub fn service_ip6(&self) -> Ipv6Addr {
+        SERVICE_IP6
+    }
+
+    /// IPv6 address of the node end of the veth (the pod's IPv6 gateway).
+    pub fn node_addr6(&self) -> Ipv6Addr {
+        self.node_addr6
+    }
+
+    /// IPv6 address of the pod end of the veth.
+    pub fn pod_addr6(&self) -> Ipv6Addr {
+        self.pod_addr6
     }
 
     /// Address of the node end of the veth (the pod's gateway).
@@ -526,6 +589,14 @@ fn short_name(prefix: &str) -> String {
 }
 
 /// A /30 inside 10.200.0.0/16 chosen by the prefix's hash: (node address, pod address).
+/// The node's and the pod's IPv6 addresses: `::1` and `::2` of a /64 of fd00:200::/32 chosen
+/// like [`subnet_for`]'s.
+fn subnet6_for(prefix: &str) -> (Ipv6Addr, Ipv6Addr) {
+    let index = (fnv1a(prefix) % 16_384) as u16;
+    let net = |host| Ipv6Addr::new(0xfd00, 0x200, index, 0, 0, 0, 0, host);
+    (net(1), net(2))
+}
+
 fn subnet_for(prefix: &str) -> (Ipv4Addr, Ipv4Addr) {
     let index = (fnv1a(prefix) % 16_384) as u32;
     let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + index * 4;

@@ -238,11 +238,19 @@ impl Query {
 
     /// Runs the query once (one UDP packet: no retries, no TCP fallback) from the pod.
     fn run(&self, topo: &Topology) -> Reply {
-        let server = format!("@{}", topo.service_ip());
+        self.run_to(topo, IpAddr::V4(topo.service_ip()))
+    }
+
+    /// [`Query::run`] to service address `service` (IPv6: `-6`, over IPv6).
+    fn run_to(&self, topo: &Topology, service: IpAddr) -> Reply {
+        let server = format!("@{service}");
         let mut args: Vec<&str> = match self.tool {
             Tool::Dig => [server.as_str()].into_iter().chain(DIG_ONCE).collect(),
             Tool::Kdig => vec![&server, "+retry=0", "+timeout=3", "+ignore", "+nostats"],
         };
+        if service.is_ipv6() {
+            args.push("-6");
+        }
         args.extend(self.opts.iter().copied());
         args.extend([self.name.as_str(), self.qtype]);
         let cmd = if self.tool == Tool::Dig {
@@ -863,6 +871,117 @@ fn kernel_and_userspace_answer_identically() {
     assert!(
         mismatches.is_empty(),
         "{} responses differ between the paths:\n{}",
+        mismatches.len(),
+        mismatches.join("\n\n")
+    );
+}
+
+/// Over IPv6 (the service's IPv6 address, `dig -6`/`kdig -6`): the kernel answers what it
+/// answers over IPv4 (A and AAAA, NODATA), counted as kernel answers that userspace never
+/// sees; misses and everything else it passes reach userspace over IPv6 and are answered; and
+/// every response is the one `--no-kernel` gives, and the one the same query gets over IPv4.
+#[test]
+fn ipv6_transport_kernel_and_userspace_answer_identically() {
+    let records = sample_records();
+    let qs = queries(&records, &sample_aaaa_records());
+    let probe = (
+        "web.default.svc.cluster.local.",
+        "10.96.10.20".parse().expect("address"),
+    );
+    let topo = Topology::create_unique("e2e-ipv6").expect("create topology");
+    let six = IpAddr::V6(topo.service_ip6());
+    let four = IpAddr::V4(topo.service_ip());
+
+    let agent = Agent::start(&topo, &[], probe);
+    let before = Metrics::scrape(&topo);
+    let kernel_replies: Vec<Reply> = qs
+        .iter()
+        .map(|q| {
+            let r = q.run_to(&topo, six);
+            check_reply(q, &r);
+            r
+        })
+        .collect();
+    let after = Metrics::scrape(&topo);
+    let kernel_sent = qs.iter().filter(|q| q.expect.answered_in_kernel()).count() as u64;
+    assert!(kernel_sent >= 10, "the IPv6 queries include kernel answers");
+    assert_eq!(
+        after.get("dns_agent_kernel_responses_total")
+            - before.get("dns_agent_kernel_responses_total"),
+        kernel_sent,
+        "kernel answers over IPv6: want exactly the {kernel_sent} kernel-answerable queries"
+    );
+    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+    for q in &qs {
+        if let Expect::Passed { reason, .. } = q.expect {
+            *reasons.entry(reason).or_default() += 1;
+        }
+    }
+    assert!(reasons.contains_key("miss"), "misses are asked too");
+    for (reason, n) in &reasons {
+        assert_eq!(
+            after.passed(reason) - before.passed(reason),
+            *n,
+            "kernel_passed_total{{reason=\"{reason}\"}} over IPv6"
+        );
+    }
+    let passed: u64 = reasons.values().sum();
+    assert_eq!(
+        after.sum("dns_agent_userspace_responses_total")
+            - before.sum("dns_agent_userspace_responses_total"),
+        passed,
+        "userspace sees exactly the {passed} passed queries over IPv6, none the kernel answered"
+    );
+    // The kernel's answers over IPv6 are its answers over IPv4.
+    let mut mismatches = Vec::new();
+    for (q, six_reply) in qs.iter().zip(&kernel_replies) {
+        if !q.expect.answered_in_kernel() {
+            continue;
+        }
+        let over_v4 = q.run_to(&topo, four);
+        if over_v4.normalized() != six_reply.normalized() {
+            mismatches.push(format!(
+                "{}\n--- over IPv6:\n{}\n--- over IPv4:\n{}",
+                q.describe(),
+                six_reply.normalized(),
+                over_v4.normalized()
+            ));
+        }
+    }
+    agent.stop();
+    assert!(
+        mismatches.is_empty(),
+        "{} kernel answers differ between IPv6 and IPv4:\n{}",
+        mismatches.len(),
+        mismatches.join("\n\n")
+    );
+
+    // Userspace only, over IPv6: the same responses.
+    let agent = Agent::start(&topo, &["--no-kernel"], probe);
+    let before = Metrics::scrape(&topo);
+    for (q, kernel) in qs.iter().zip(&kernel_replies) {
+        let user = q.run_to(&topo, six);
+        check_reply(q, &user);
+        if user.normalized() != kernel.normalized() {
+            mismatches.push(format!(
+                "{}\n--- kernel path:\n{}\n--- userspace:\n{}",
+                q.describe(),
+                kernel.normalized(),
+                user.normalized()
+            ));
+        }
+    }
+    let after = Metrics::scrape(&topo);
+    assert_eq!(
+        after.sum("dns_agent_userspace_responses_total")
+            - before.sum("dns_agent_userspace_responses_total"),
+        qs.len() as u64,
+        "with --no-kernel userspace answers every IPv6 query"
+    );
+    agent.stop();
+    assert!(
+        mismatches.is_empty(),
+        "{} IPv6 responses differ between the paths:\n{}",
         mismatches.len(),
         mismatches.join("\n\n")
     );

@@ -131,13 +131,15 @@ impl Kernel {
             .unwrap_or_else(|e| panic!("verifier refused {}: {e}", prog.name()));
         }
         let mut config = Config {
-            service_ipv4_be: [0; 8],
             ipv4_count: 2,
+            ipv6_count: 2,
             port_be: DNS_PORT.to_be(),
-            _pad: 0,
+            ..Config::default()
         };
         config.service_ipv4_be[0] = u32::from_ne_bytes(OTHER_SERVICE_IP);
         config.service_ipv4_be[1] = u32::from_ne_bytes(SERVICE_IP);
+        config.service_ipv6_be[0] = Config::ipv6_words(OTHER_SERVICE_IP6);
+        config.service_ipv6_be[1] = Config::ipv6_words(SERVICE_IP6);
         let mut cfg: Array<_, Config> =
             Array::try_from(ebpf.map_mut("DNS_CONFIG").expect("DNS_CONFIG")).expect("array");
         cfg.set(0, config, 0).expect("write DNS_CONFIG");
@@ -410,16 +412,16 @@ fn everything_else_passes_untouched() {
     let dns = q.bytes();
     let base = Frame::query(dns.clone());
 
-    // not_ipv4
-    let mut f = base.clone();
-    f.ethertype = 0x86dd;
-    k.expect_pass("IPv6 EtherType", &f, stats::NOT_IPV4);
+    // not_ip
     let mut f = base.clone();
     f.ethertype = 0x0806;
-    k.expect_pass("ARP EtherType", &f, stats::NOT_IPV4);
+    k.expect_pass("ARP EtherType", &f, stats::NOT_IP);
     let mut f = base.clone();
     f.vlans = vec![100, 200];
-    k.expect_pass("two VLAN tags", &f, stats::NOT_IPV4);
+    k.expect_pass("two VLAN tags", &f, stats::NOT_IP);
+    let mut f = base.clone();
+    f.ethertype = 0x86dd;
+    k.expect_pass("IPv4 under the IPv6 EtherType", &f, stats::MALFORMED);
 
     // fragment
     let mut f = base.clone();
@@ -893,5 +895,230 @@ fn aaaa_passes_what_the_kernel_does_not_answer() {
         "17 AAAA at exactly the client's EDNS size",
         &f,
         f.reply(q.answer_aaaa(5, &addrs6(17))),
+    );
+}
+
+/// Queries over IPv6: the same DNS bytes as over IPv4, in an IPv6 frame sent back with the
+/// addresses swapped, hop limit 64, the payload length and a full UDP checksum; to either
+/// configured IPv6 address, behind a VLAN tag, with a partial (offload) checksum, with padding.
+#[test]
+fn ipv6_answers_are_byte_exact() {
+    let mut k = Kernel::new();
+    k.add(WEB, 5, &[[10, 96, 3, 4], [10, 96, 3, 5]]);
+    k.add_aaaa(WEB, 7, &addrs6(3));
+    let q = Query::a(WEB);
+    let f = Frame::query6(q.bytes());
+    k.expect_answer(
+        "A over IPv6",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
+    let q6 = Query::aaaa(WEB).with_opt(Opt::new(1232));
+    let f = Frame::query6(q6.bytes());
+    k.expect_answer(
+        "AAAA over IPv6, EDNS",
+        &f,
+        f.reply(q6.answer_aaaa(7, &addrs6(3))),
+    );
+
+    let mut f = Frame::query6(q.bytes());
+    f.ip6_mut().dst = OTHER_SERVICE_IP6;
+    k.expect_answer(
+        "the other IPv6 service address",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
+    let mut f = Frame::query6(q.bytes());
+    f.vlans = vec![0x0064];
+    f.ip6_mut().traffic_class = 0xb8;
+    k.expect_answer(
+        "VLAN tag, traffic class kept",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
+    let mut f = Frame::query6(q.bytes());
+    if let L4::Udp { csum, .. } = &mut f.l4 {
+        *csum = UdpCsum::Partial;
+    }
+    f.trailer = vec![0; 6];
+    k.expect_answer(
+        "partial checksum, padding",
+        &f,
+        f.reply(q.answer(5, &[[10, 96, 3, 4], [10, 96, 3, 5]])),
+    );
+    // Names of odd and even lengths move the checksum's byte lanes.
+    for len in [30usize, 31, 254, 255] {
+        let name = name_of_wire_len(len);
+        k.add(&name, 9, &[[192, 0, 2, 1]]);
+        let q = Query::a(&name);
+        let f = Frame::query6(q.bytes());
+        k.expect_answer(
+            &format!("{len}-byte name"),
+            &f,
+            f.reply(q.answer(9, &[[192, 0, 2, 1]])),
+        );
+    }
+    // The DNS bytes are the IPv4 answer's (NODATA over IPv6: kernel_equivalence.rs).
+    let q = Query::aaaa(WEB).with_opt(Opt {
+        flags: DO,
+        ..Opt::new(4096)
+    });
+    let over_v4 = k.run(Prog::Xdp, &Frame::query(q.bytes()).bytes());
+    let over_v6 = k.run(Prog::Xdp, &Frame::query6(q.bytes()).bytes());
+    assert_eq!((over_v4.retval, over_v6.retval), (XDP_TX, XDP_TX));
+    assert_eq!(
+        Hex(&over_v4.data[42..]),
+        Hex(&over_v6.data[62..]),
+        "the same DNS bytes over IPv4 and IPv6"
+    );
+}
+
+/// The UDP checksum the kernel computes over IPv6 is never sent as 0: a datagram whose sum
+/// comes to 0 carries 0xffff.
+#[test]
+fn ipv6_checksum_zero_is_sent_as_all_ones() {
+    let mut k = Kernel::new();
+    k.add(WEB, 5, &[[10, 96, 3, 4]]);
+    // Pick the client port so the answer's checksum comes to 0 (searched with the reference).
+    let q = Query::a(WEB);
+    let want_dns = q.answer(5, &[[10, 96, 3, 4]]);
+    let port = (1024..=u16::MAX)
+        .find(|&p| {
+            let mut f = Frame::query6(q.bytes());
+            if let L4::Udp { sport, .. } = &mut f.l4 {
+                *sport = p;
+            }
+            let r = f.reply(want_dns.clone());
+            r[60..62] == [0xff, 0xff]
+        })
+        .expect("a port whose answer sums to zero");
+    let mut f = Frame::query6(q.bytes());
+    if let L4::Udp { sport, .. } = &mut f.l4 {
+        *sport = port;
+    }
+    k.expect_answer("checksum 0 sent as 0xffff", &f, f.reply(want_dns));
+}
+
+/// What the kernel leaves to the stack over IPv6, each under its reason.
+#[test]
+fn ipv6_everything_else_passes_untouched() {
+    let mut k = Kernel::new();
+    k.add(WEB, 5, &[[10, 96, 3, 4]]);
+    let dns = Query::a(WEB).bytes();
+    let base = Frame::query6(dns.clone());
+    let udp_len = 8 + dns.len();
+
+    // Extension headers: Hop-by-Hop (PadN), Destination Options, Routing; a Fragment header.
+    for (case, next, ext) in [
+        ("hop-by-hop options", 0u8, vec![17, 0, 1, 4, 0, 0, 0, 0]),
+        ("destination options", 60, vec![17, 0, 1, 4, 0, 0, 0, 0]),
+        ("routing header", 43, vec![17, 0, 0, 0, 0, 0, 0, 0]),
+    ] {
+        let mut f = base.clone();
+        f.ip6_mut().next = next;
+        f.ip6_mut().ext = ext;
+        k.expect_pass(case, &f, stats::IPV6_EXT);
+    }
+    let mut f = base.clone();
+    f.ip6_mut().next = 44;
+    f.ip6_mut().ext = vec![17, 0, 0, 0, 0, 0, 0x12, 0x34];
+    k.expect_pass("fragment header", &f, stats::FRAGMENT);
+
+    let mut f = base.clone();
+    f.ip6_mut().next = 58;
+    f.l4 = L4::Raw(vec![128, 0, 0, 0, 0, 1, 0, 1]);
+    k.expect_pass("ICMPv6", &f, stats::NOT_UDP);
+    let mut f = base.clone();
+    f.ip6_mut().next = 6;
+    f.l4 = L4::Raw([&[0x9c, 0xbb, 0, 53][..], &[0; 16], &dns].concat());
+    k.expect_pass("TCP", &f, stats::NOT_UDP);
+
+    let mut f = base.clone();
+    f.ip6_mut().dst[15] = 0x0b;
+    k.expect_pass("other IPv6 address", &f, stats::NOT_SERVICE);
+    let mut f = base.clone();
+    let mut mapped = [0u8; 16];
+    mapped[10..12].copy_from_slice(&[0xff, 0xff]);
+    mapped[12..].copy_from_slice(&SERVICE_IP);
+    f.ip6_mut().dst = mapped;
+    k.expect_pass("IPv4-mapped service address", &f, stats::NOT_SERVICE);
+    let mut f = base.clone();
+    if let L4::Udp { dport, .. } = &mut f.l4 {
+        *dport = 5353;
+    }
+    k.expect_pass("other port", &f, stats::NOT_SERVICE);
+
+    let mut f = base.clone();
+    if let L4::Udp { csum, .. } = &mut f.l4 {
+        *csum = UdpCsum::Zero;
+    }
+    k.expect_pass("UDP checksum 0 (the stack drops it)", &f, stats::MALFORMED);
+    let mut f = base.clone();
+    f.ip6_mut().payload_len = Some((udp_len + 1) as u16);
+    k.expect_pass("payload length past the frame", &f, stats::MALFORMED);
+    let mut f = base.clone();
+    f.ip6_mut().payload_len = Some((udp_len - 2) as u16);
+    k.expect_pass(
+        "payload length short of the UDP length",
+        &f,
+        stats::MALFORMED,
+    );
+    let mut f = base.clone();
+    f.ip6_mut().payload_len = Some(0);
+    k.expect_pass("payload length 0 (a jumbogram)", &f, stats::MALFORMED);
+    let mut f = base.clone();
+    if let L4::Udp { len, .. } = &mut f.l4 {
+        *len = Some((udp_len - 2) as u16);
+    }
+    k.expect_pass("UDP length short of the payload", &f, stats::MALFORMED);
+    let mut f = base.clone();
+    f.ethertype = 0x0800;
+    k.expect_pass("IPv6 under the IPv4 EtherType", &f, stats::MALFORMED);
+    let mut f = base.clone();
+    f.ip6_mut().src = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    k.expect_pass("a multicast source", &f, stats::MALFORMED);
+
+    // The DNS checks are the IPv4 path's: a response, a compressed name.
+    let mut r = Query::a(WEB);
+    r.flags |= 0x8000;
+    k.expect_pass("a response", &Frame::query6(r.bytes()), stats::NOT_QUERY);
+    let mut ptr = header(7, RD, 1, 0, 0, 0);
+    ptr.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+    k.expect_pass(
+        "compressed question name",
+        &Frame::query6(ptr),
+        stats::MALFORMED,
+    );
+    k.expect_pass(
+        "unknown name",
+        &Frame::query6(Query::a("nope.default.svc.cluster.local.").bytes()),
+        stats::MISS,
+    );
+}
+
+/// The reflect baselines turn IPv6 datagrams around too (the bench ceiling over IPv6).
+#[test]
+fn reflect_swaps_ipv6_addresses_and_ports_only() {
+    let mut k = Kernel::new();
+    let reflect = [Prog::ReflectXdp, Prog::ReflectTc];
+    let f = Frame::query6(Query::a(WEB).bytes());
+    let mut back = f.clone();
+    back.src_mac = f.dst_mac;
+    back.dst_mac = f.src_mac;
+    let h = back.ip6_mut();
+    std::mem::swap(&mut h.src, &mut h.dst);
+    if let L4::Udp { sport, dport, .. } = &mut back.l4 {
+        std::mem::swap(sport, dport);
+    }
+    k.expect_from(&reflect, "IPv6", &f.bytes(), stats::ANSWERED, &back.bytes());
+    let mut f = Frame::query6(Query::a(WEB).bytes());
+    f.ip6_mut().dst[15] = 0x0b;
+    let packet = f.bytes();
+    k.expect_from(
+        &reflect,
+        "not a service address",
+        &packet,
+        stats::NOT_SERVICE,
+        &packet,
     );
 }

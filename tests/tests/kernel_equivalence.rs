@@ -2,8 +2,9 @@
 //! (`dns_xdp`, `dns_tc`) run through `BPF_PROG_TEST_RUN` against the maps the agent's own
 //! dataplane writes from the zone fixture, and every response they send must be byte for byte
 //! the one userspace's records give for the query as sent; every packet they pass must leave
-//! unchanged. Then the same on random and mutated packets (`cargo xtask fuzz-kernel` runs the
-//! long form): nothing that is not a well-formed query to the service is ever answered.
+//! unchanged. Every question goes over IPv4 and over IPv6. Then the same on random and mutated
+//! packets of both versions (`cargo xtask fuzz-kernel` runs the long form): nothing that is not
+//! a well-formed query to the service is ever answered.
 //! Needs root.
 
 // Shared with kernel_answers.rs, which uses more of it.
@@ -11,7 +12,7 @@
 #[path = "kernel_answers/packets.rs"]
 mod packets;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use dns_agent::dataplane::{
@@ -53,7 +54,10 @@ impl Harness {
         );
         let cfg = DataplaneConfig {
             interfaces: Vec::new(),
-            service_ips: vec![Ipv4Addr::from(SERVICE_IP)],
+            service_ips: vec![
+                Ipv4Addr::from(SERVICE_IP).into(),
+                Ipv6Addr::from(SERVICE_IP6).into(),
+            ],
             port: DNS_PORT,
             mode: AttachMode::Auto,
             program: KernelProgram::Answer,
@@ -109,13 +113,18 @@ impl Harness {
     }
 }
 
-/// Where the IPv4 header starts: after the Ethernet header and at most one 802.1Q tag (what
-/// the kernel accepts).
-fn ip_offset(frame: &[u8]) -> Option<usize> {
+/// Where the IP header starts and its version (4 or 6, per the EtherType): after the Ethernet
+/// header and at most one 802.1Q tag (what the kernel accepts).
+fn ip_offset(frame: &[u8]) -> Option<(usize, u8)> {
     let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let (ethertype, off) = if ethertype == 0x8100 {
+        (u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]), 18)
+    } else {
+        (ethertype, 14)
+    };
     match ethertype {
-        0x0800 => Some(14),
-        0x8100 if u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]) == 0x0800 => Some(18),
+        0x0800 => Some((off, 4)),
+        0x86dd => Some((off, 6)),
         _ => None,
     }
 }
@@ -127,9 +136,12 @@ fn ones_sum(parts: &[&[u8]]) -> u16 {
 
 /// The DNS message of a UDP datagram in `frame` (per the UDP length), without judging it.
 fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
-    let ip = ip_offset(frame)?;
-    let ihl = usize::from(frame.get(ip)? & 0x0f) * 4;
-    let udp = ip + ihl;
+    let (ip, version) = ip_offset(frame)?;
+    let udp = if version == 6 {
+        ip + 40
+    } else {
+        ip + usize::from(frame.get(ip)? & 0x0f) * 4
+    };
     let len = usize::from(u16::from_be_bytes([
         *frame.get(udp + 4)?,
         *frame.get(udp + 5)?,
@@ -140,7 +152,28 @@ fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
 /// The DNS query of `frame` when the frame is one the node's stack would deliver to the DNS
 /// service and the query one userspace answers as a query; else why not.
 fn well_formed_query(frame: &[u8]) -> Result<&[u8], &'static str> {
-    let ip = ip_offset(frame).ok_or("not IPv4 over Ethernet")?;
+    let (ip, version) = ip_offset(frame).ok_or("not IPv4 or IPv6 over Ethernet")?;
+    let udp = if version == 6 {
+        well_formed_ipv6(frame, ip)?
+    } else {
+        well_formed_ipv4(frame, ip)?
+    };
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    if u16::from_be_bytes([udp[2], udp[3]]) != DNS_PORT {
+        return Err("not to the DNS port");
+    }
+    if udp_len < 8 || udp_len > udp.len() {
+        return Err("UDP length past the IP payload");
+    }
+    let dns = &udp[8..udp_len];
+    match answer::parse(dns, Transport::Udp) {
+        Parsed::Query(_) => Ok(dns),
+        _ => Err("not a query userspace answers as one"),
+    }
+}
+
+/// The UDP datagram of an IPv4 packet at `ip` the stack would deliver to the service address.
+fn well_formed_ipv4(frame: &[u8], ip: usize) -> Result<&[u8], &'static str> {
     let h = frame.get(ip..ip + 20).ok_or("short IPv4 header")?;
     let ihl = usize::from(h[0] & 0x0f) * 4;
     if h[0] >> 4 != 4 || ihl < 20 {
@@ -160,46 +193,75 @@ fn well_formed_query(frame: &[u8]) -> Result<&[u8], &'static str> {
     if h[9] != 17 || h[16..20] != SERVICE_IP {
         return Err("not UDP to the service address");
     }
-    let udp = &frame[ip + ihl..ip + tot_len];
-    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    if u16::from_be_bytes([udp[2], udp[3]]) != DNS_PORT {
-        return Err("not to the DNS port");
-    }
-    if udp_len < 8 || udp_len > udp.len() {
-        return Err("UDP length past the IPv4 payload");
-    }
-    let dns = &udp[8..udp_len];
-    match answer::parse(dns, Transport::Udp) {
-        Parsed::Query(_) => Ok(dns),
-        _ => Err("not a query userspace answers as one"),
-    }
+    Ok(&frame[ip + ihl..ip + tot_len])
 }
 
-/// The reply goes back where the query came from, with correct IPv4 and UDP checksums.
+/// The UDP datagram of an IPv6 packet at `ip` the stack would deliver to the service address
+/// (UDP right behind the fixed header: extension headers are the stack's to walk).
+fn well_formed_ipv6(frame: &[u8], ip: usize) -> Result<&[u8], &'static str> {
+    let h = frame.get(ip..ip + 40).ok_or("short IPv6 header")?;
+    if h[0] >> 4 != 6 {
+        return Err("bad IPv6 version");
+    }
+    let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    if payload_len < 8 || ip + 40 + payload_len > frame.len() {
+        return Err("IPv6 payload length past the frame, or a jumbogram");
+    }
+    if h[6] != 17 || h[24..40] != SERVICE_IP6 {
+        return Err("not UDP (directly) to the IPv6 service address");
+    }
+    if h[8] == 0xff {
+        return Err("a multicast source (dropped by the stack)");
+    }
+    let udp = &frame[ip + 40..ip + 40 + payload_len];
+    if udp[6..8] == [0, 0] {
+        return Err("UDP checksum 0 over IPv6 (dropped by the stack)");
+    }
+    Ok(udp)
+}
+
+/// The reply goes back where the query came from, with correct IP and UDP checksums.
 fn check_reply_headers(query: &[u8], reply: &[u8]) {
-    let (qi, ri) = (
-        ip_offset(query).expect("IPv4"),
-        ip_offset(reply).expect("IPv4"),
-    );
+    let ((qi, qv), (ri, rv)) = (ip_offset(query).expect("IP"), ip_offset(reply).expect("IP"));
+    assert_eq!(qv, rv, "the reply's IP version is the query's");
     assert_eq!(reply[..6], query[6..12], "to the client's MAC");
     assert_eq!(reply[6..12], query[..6], "from the node's MAC");
     let (q, r) = (&query[qi..], &reply[ri..]);
-    assert_eq!(r[12..16], q[16..20], "from the service address");
-    assert_eq!(r[16..20], q[12..16], "to the client");
-    let ihl = usize::from(r[0] & 0x0f) * 4;
-    assert_eq!(ones_sum(&[&r[..ihl]]), 0, "IPv4 header checksum");
-    let tot_len = usize::from(u16::from_be_bytes([r[2], r[3]]));
-    assert_eq!(ri + tot_len, reply.len(), "no bytes past the IPv4 packet");
-    let udp = &r[ihl..tot_len];
-    let qudp = &q[usize::from(q[0] & 0x0f) * 4..];
+    let (udp, qudp, pseudo) = if rv == 6 {
+        assert_eq!(r[..4], q[..4], "version, traffic class and flow label kept");
+        assert_eq!(r[8..24], q[24..40], "from the service address");
+        assert_eq!(r[24..40], q[8..24], "to the client");
+        assert_eq!((r[6], r[7]), (17, 64), "next header UDP, hop limit 64");
+        let payload_len = usize::from(u16::from_be_bytes([r[4], r[5]]));
+        assert_eq!(
+            ri + 40 + payload_len,
+            reply.len(),
+            "no bytes past the IPv6 packet"
+        );
+        let udp = &r[40..];
+        assert_ne!(udp[6..8], [0, 0], "the UDP checksum is mandatory over IPv6");
+        let mut pseudo = r[8..40].to_vec();
+        pseudo.extend_from_slice(&(udp.len() as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        (udp, &q[40..], pseudo)
+    } else {
+        assert_eq!(r[12..16], q[16..20], "from the service address");
+        assert_eq!(r[16..20], q[12..16], "to the client");
+        let ihl = usize::from(r[0] & 0x0f) * 4;
+        assert_eq!(ones_sum(&[&r[..ihl]]), 0, "IPv4 header checksum");
+        let tot_len = usize::from(u16::from_be_bytes([r[2], r[3]]));
+        assert_eq!(ri + tot_len, reply.len(), "no bytes past the IPv4 packet");
+        let udp = &r[ihl..tot_len];
+        let mut pseudo = r[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, 17]);
+        pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+        (udp, &q[usize::from(q[0] & 0x0f) * 4..], pseudo)
+    };
     assert_eq!(
         (&udp[0..2], &udp[2..4]),
         (&qudp[2..4], &qudp[0..2]),
         "ports swapped"
     );
-    let mut pseudo = r[12..20].to_vec();
-    pseudo.extend_from_slice(&[0, 17]);
-    pseudo.extend_from_slice(&(udp.len() as u16).to_be_bytes());
     assert_eq!(ones_sum(&[&pseudo, udp]), 0, "UDP checksum");
 }
 
@@ -323,15 +385,24 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
     let mut h = Harness::new();
     let questions = questions(&h.records);
     let (mut answered, mut asked) = (0usize, 0usize);
-    let mut by_name = std::collections::BTreeSet::new();
+    // What was answered in the kernel, over IPv4 and over IPv6.
+    let mut by_name = [
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    ];
     for (name, qtype) in &questions {
         for dns in queries(name, *qtype) {
-            let frame = Frame::query(dns).bytes();
-            for prog in PROGS {
-                asked += 1;
-                if h.check(prog, &frame) {
-                    answered += 1;
-                    by_name.insert((name.to_ascii_lowercase(), *qtype));
+            let frames = [
+                Frame::query(dns.clone()).bytes(),
+                Frame::query6(dns).bytes(),
+            ];
+            for (family, frame) in frames.iter().enumerate() {
+                for prog in PROGS {
+                    asked += 1;
+                    if h.check(prog, frame) {
+                        answered += 1;
+                        by_name[family].insert((name.to_ascii_lowercase(), *qtype));
+                    }
                 }
             }
         }
@@ -360,11 +431,6 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
     assert!(
         expected.len() > a.len() + aaaa.len(),
         "the fixture has names of one address type only"
-    );
-    let missing: Vec<_> = expected.difference(&by_name).collect();
-    assert!(
-        missing.is_empty(),
-        "never answered in the kernel: {missing:?}"
     );
     // The negative answers the zone's tree proves (issue 5): NXDOMAIN for every search-path
     // expansion and unknown name in lower case, NODATA for the intermediate names.
@@ -395,39 +461,49 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
         ]
         .map(String::from),
     );
-    let unproven: Vec<_> = proven
-        .iter()
-        .flat_map(|n| [(n.clone(), 1u16), (n.clone(), 28)])
-        .filter(|q| !by_name.contains(q))
-        .collect();
-    assert!(
-        unproven.is_empty(),
-        "negative answers never given by the kernel: {unproven:?}"
-    );
-    // And never below `pod.` or a service, or at or below `dns.` and `hostmaster.` but for
-    // their address records.
-    let below_service = |n: &str| {
-        n.strip_prefix("nosuch.")
-            // `<svc>.<ns>.svc.cluster.local.`
-            .filter(|service| {
-                service.ends_with(".svc.cluster.local.") && service.matches('.').count() == 5
+    for (family, by_name) in ["IPv4", "IPv6"].iter().zip(&by_name) {
+        let missing: Vec<_> = expected.difference(by_name).collect();
+        assert!(
+            missing.is_empty(),
+            "never answered in the kernel over {family}: {missing:?}"
+        );
+        let unproven: Vec<_> = proven
+            .iter()
+            .flat_map(|n| [(n.clone(), 1u16), (n.clone(), 28)])
+            .filter(|q| !by_name.contains(q))
+            .collect();
+        assert!(
+            unproven.is_empty(),
+            "negative answers never given by the kernel over {family}: {unproven:?}"
+        );
+        // And never below `pod.` or a service, or at or below `dns.` and `hostmaster.` but for
+        // their address records.
+        let below_service = |n: &str| {
+            n.strip_prefix("nosuch.")
+                // `<svc>.<ns>.svc.cluster.local.`
+                .filter(|service| {
+                    service.ends_with(".svc.cluster.local.") && service.matches('.').count() == 5
+                })
+                .is_some_and(|service| {
+                    matches!(h.records.resolve(service, 255),
+                        records::Outcome::Answer(r) if r.rcode == records::Rcode::NoError)
+                })
+        };
+        let left: Vec<_> = by_name
+            .iter()
+            .filter(|(n, _)| !a.contains_key(n) && !aaaa.contains_key(n))
+            .filter(|(n, _)| {
+                n.ends_with(".pod.cluster.local.")
+                    || n.ends_with("dns.cluster.local.")
+                    || n.ends_with("hostmaster.cluster.local.")
+                    || below_service(n)
             })
-            .is_some_and(|service| {
-                matches!(h.records.resolve(service, 255),
-                    records::Outcome::Answer(r) if r.rcode == records::Rcode::NoError)
-            })
-    };
-    let left: Vec<_> = by_name
-        .iter()
-        .filter(|(n, _)| !a.contains_key(n) && !aaaa.contains_key(n))
-        .filter(|(n, _)| {
-            n.ends_with(".pod.cluster.local.")
-                || n.ends_with("dns.cluster.local.")
-                || n.ends_with("hostmaster.cluster.local.")
-                || below_service(n)
-        })
-        .collect();
-    assert!(left.is_empty(), "answered in the kernel: {left:?}");
+            .collect();
+        assert!(
+            left.is_empty(),
+            "answered in the kernel over {family}: {left:?}"
+        );
+    }
     eprintln!("{answered} of {asked} queries answered in the kernel, all as userspace does");
 
     // A change moves the serial: the kernel's SOA follows once the agent writes it again.
@@ -437,10 +513,15 @@ fn every_kernel_answer_is_userspaces_answer_byte_for_byte() {
         .expect("an IPv4-only name")
         .clone();
     let frame = Frame::query(Query::aaaa(&name).bytes()).bytes();
+    let frame6 = Frame::query6(Query::aaaa(&name).bytes()).bytes();
     h.records.serial += 3600;
     h.dp.set_soa_of(&h.records).expect("DNS_SOA written");
     for prog in PROGS {
         assert!(h.check(prog, &frame), "{name} AAAA: NODATA from the kernel");
+        assert!(
+            h.check(prog, &frame6),
+            "{name} AAAA over IPv6: NODATA from the kernel"
+        );
     }
 }
 
@@ -586,10 +667,55 @@ impl Rng {
     }
 }
 
-/// One packet made from `seeds`: a DNS message mutated and framed correctly, a frame with
-/// raw header damage, or random bytes.
+/// A frame for `dns` over IPv6 or IPv4.
+fn framed(dns: Vec<u8>, v6: bool) -> Frame {
+    if v6 {
+        Frame::query6(dns)
+    } else {
+        Frame::query(dns)
+    }
+}
+
+/// Damage to an IPv6 frame's headers, framed correctly otherwise: extension headers before the
+/// UDP header, a fragment, payload lengths that lie, another destination, no UDP checksum.
+fn ipv6_damage(rng: &mut Rng, frame: &mut Frame) {
+    let udp_len = match &frame.l4 {
+        L4::Udp { payload, .. } => 8 + payload.len() as u16,
+        L4::Raw(b) => b.len() as u16,
+    };
+    let h = frame.ip6_mut();
+    match rng.below(9) {
+        0 => {
+            h.next = [0, 43, 60, 51, 135][rng.below(5)];
+            h.ext = vec![17, 0, 1, 4, 0, 0, 0, 0];
+        }
+        1 => {
+            h.next = 44;
+            h.ext = vec![17, 0, 0, 0, 0, 0, 0, rng.next() as u8];
+        }
+        2 => h.payload_len = Some(udp_len.wrapping_add(1 + rng.below(8) as u16)),
+        3 => h.payload_len = Some(udp_len.saturating_sub(1 + rng.below(8) as u16)),
+        4 => h.payload_len = Some(rng.next() as u16),
+        5 => {
+            let i = rng.below(16);
+            h.dst[i] ^= 1 << rng.below(8);
+        }
+        6 if rng.below(2) == 0 => h.src[0] = 0xff,
+        6 => h.next = [6, 58, 59, 16][rng.below(4)],
+        7 => {
+            if let L4::Udp { csum, .. } = &mut frame.l4 {
+                *csum = UdpCsum::Zero;
+            }
+        }
+        _ => frame.trailer = vec![0; rng.below(20)],
+    }
+}
+
+/// One packet made from `seeds`: a DNS message mutated and framed correctly (over IPv4 or
+/// IPv6), a frame with raw header damage, or random bytes.
 fn mutant(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     let mut dns = seeds[rng.below(seeds.len())].clone();
+    let v6 = rng.below(2) == 0;
     let kind = rng.below(10);
     if kind < 6 {
         for _ in 0..1 + rng.below(3) {
@@ -612,9 +738,10 @@ fn mutant(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
                 _ => {}
             }
         }
-        let mut frame = Frame::query(dns);
+        let mut frame = framed(dns, v6);
         match rng.below(8) {
             0 => frame.vlans = vec![0x0064],
+            1 if v6 => ipv6_damage(rng, &mut frame),
             1 => frame.ip_options = vec![1, 1, 1, 0],
             2 => {
                 if let L4::Udp { csum, .. } = &mut frame.l4 {
@@ -625,11 +752,19 @@ fn mutant(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
         }
         return frame.bytes();
     }
-    let mut frame = Frame::query(dns).bytes();
+    let mut frame = framed(dns, v6);
+    if v6 && kind < 7 {
+        // Well-framed IPv6 with its own kinds of damage.
+        ipv6_damage(rng, &mut frame);
+        return frame.bytes();
+    }
+    let mut frame = frame.bytes();
+    // Ethernet, IP and UDP headers.
+    let headers = if v6 { 62 } else { 42 };
     if kind < 9 {
         // Damage in the headers (or anywhere), left unrepaired.
         for _ in 0..1 + rng.below(2) {
-            let within = if rng.below(2) == 0 { 42 } else { 4096 };
+            let within = if rng.below(2) == 0 { headers } else { 4096 };
             let i = rng.below(frame.len().min(within));
             frame[i] ^= 1 << rng.below(8);
         }
@@ -639,7 +774,7 @@ fn mutant(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
         return frame;
     }
     let len = rng.below(120);
-    frame.truncate(42.min(frame.len()));
+    frame.truncate(headers.min(frame.len()));
     frame.extend((0..len).map(|_| rng.next() as u8));
     frame
 }
@@ -663,23 +798,35 @@ fn mutated_and_random_packets_are_answered_as_userspace_or_passed_untouched() {
         .flat_map(|(n, t)| queries(n, *t))
         .collect();
     let mut rng = Rng(seed | 1);
-    let mut answered = 0usize;
+    let (mut answered, mut answered6) = (0usize, 0usize);
     for i in 0..packets {
         let frame = mutant(&mut rng, &seeds);
         if frame.len() < 14 {
             continue;
         }
-        // The TC test run refuses an IPv4 frame shorter than an IPv4 header: XDP takes those.
-        let prog = if frame.len() < 34 {
+        // The TC test run refuses an IPv4 (IPv6) frame shorter than an IPv4 (IPv6) header: XDP
+        // takes those.
+        let min_tc = if frame[12..14] == [0x86, 0xdd] {
+            54
+        } else {
+            34
+        };
+        let prog = if frame.len() < min_tc {
             programs::DNS_XDP
         } else {
             PROGS[i % 2]
         };
-        answered += usize::from(h.check(prog, &frame));
+        let yes = h.check(prog, &frame);
+        answered += usize::from(yes);
+        answered6 += usize::from(yes && min_tc == 54);
     }
     eprintln!(
-        "{packets} packets (seed {seed}): {answered} answered in the kernel, each as userspace; \
-         the rest passed untouched"
+        "{packets} packets (seed {seed}): {answered} answered in the kernel ({answered6} over \
+         IPv6), each as userspace; the rest passed untouched"
+    );
+    assert!(
+        answered6 > packets / 400 && answered - answered6 > packets / 400,
+        "the mutations reach answers over both IP versions"
     );
     assert!(
         answered > packets / 100,

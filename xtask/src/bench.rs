@@ -6,6 +6,7 @@
 //! `run_time_ns`/`run_cnt` (`kernel.bpf_stats_enabled`), and print one Markdown table.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -56,6 +57,21 @@ pub struct BenchArgs {
     /// lookups).
     #[arg(long)]
     pub expansions: bool,
+    /// Send the queries over IPv6, to the service's IPv6 address (dnsperf -s fd00:96::a); the
+    /// agent serves both addresses either way.
+    #[arg(long)]
+    pub ipv6: bool,
+}
+
+impl BenchArgs {
+    /// The service address the queries go to: IPv4, or IPv6 with `--ipv6`.
+    fn service(&self, topo: &Topology) -> IpAddr {
+        if self.ipv6 {
+            IpAddr::V6(topo.service_ip6())
+        } else {
+            IpAddr::V4(topo.service_ip())
+        }
+    }
 }
 
 /// How dnsperf runs, in this bench and in `bench --cache`.
@@ -324,7 +340,7 @@ fn measure(
     queries: &Path,
     prog: Option<u32>,
 ) -> Result<Row> {
-    let service = topo.service_ip().to_string();
+    let service = args.service(topo).to_string();
     let mut dp = args.dnsperf.command_args(&service, queries)?;
     if let Load::Fixed(r) = load {
         dp.extend(["-Q".to_string(), r.to_string()]);
@@ -414,7 +430,7 @@ fn run_probe(
     queries: &Path,
 ) -> Result<ProbeReport> {
     let exe = std::env::current_exe().context("locating the running xtask binary")?;
-    let server = format!("{}:53", topo.service_ip());
+    let server = SocketAddr::new(args.service(topo), 53).to_string();
     let (rate_s, duration) = (rate.to_string(), args.dnsperf.duration.to_string());
     let sockets = PROBE_SOCKETS.to_string();
     let probe_args = [
@@ -499,6 +515,7 @@ fn start_agent(
     log: &Path,
 ) -> Result<Process> {
     let service = topo.service_ip().to_string();
+    let service6 = topo.service_ip6().to_string();
     let mut args = vec![
         "--snapshot",
         path_str(snapshot)?,
@@ -506,6 +523,8 @@ fn start_agent(
         topo.node_if(),
         "--service-ip",
         &service,
+        "--service-ip",
+        &service6,
         "--metrics-addr",
         METRICS_ADDR,
     ];
@@ -863,7 +882,7 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
     let _ = writeln!(
         s,
         "Median of {} runs per line. dnsperf 2.10 in the pod namespace, {} s per run, `-c {} -T {} -q {} -t 1` (fixed rate adds `-Q {}`), \
-         cycling over {}, asked type {}; the agent in the node namespace, attached to the \
+         cycling over {}, asked type {} over {}; the agent in the node namespace, attached to the \
          node-side veth. CPU is the whole machine's busy time during the run (wall time × CPUs − idle \
          time from /proc/stat, whose idle clocks are exact, unlike its tick-sampled busy columns), \
          dnsperf included, over answered queries; in-kernel time is the attached program's `run_time_ns / run_cnt` with \
@@ -885,7 +904,8 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
         } else {
             format!("{} A names of the sample snapshot", names.len())
         },
-        args.qtype
+        args.qtype,
+        if args.ipv6 { "IPv6" } else { "IPv4" }
     );
     let _ = writeln!(
         s,

@@ -49,11 +49,12 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<()> {
     // Declared before the agent so that it is dropped (torn down) after the agent stopped.
     let topo = Topology::create(PREFIX).context("cannot create the demo topology")?;
     eprintln!(
-        "node {} ({} {}, service {} on lo) <-> pod {} ({} {})",
+        "node {} ({} {}, service {} and {} on lo) <-> pod {} ({} {})",
         topo.node_ns(),
         topo.node_if(),
         topo.node_addr(),
         topo.service_ip(),
+        topo.service_ip6(),
         topo.pod_ns(),
         topo.pod_if(),
         topo.pod_addr()
@@ -67,6 +68,8 @@ pub fn run(root: &Path, args: &RunArgs) -> Result<()> {
         topo.node_if().to_string(),
         "--service-ip".into(),
         service_ip.clone(),
+        "--service-ip".into(),
+        topo.service_ip6().to_string(),
     ];
     agent_args.extend(args.agent_args.iter().cloned());
     let refs: Vec<&str> = agent_args.iter().map(String::as_str).collect();
@@ -149,11 +152,16 @@ fn show(topo: &Topology) {
         }
         Err(e) => println!("(curl failed: {e})"),
     }
-    let tries: [(&str, &str, &str); 5] = [
+    let tries: [(&str, &str, &str); 6] = [
         (
             pod,
             "dig web.default.svc.cluster.local",
             "answered by the kernel program",
+        ),
+        (
+            pod,
+            "dig -6 @fd00:96::a web.default.svc.cluster.local AAAA",
+            "over IPv6, by the kernel too",
         ),
         (pod, "dig +search web", "the pod's search list (ndots:5)"),
         (

@@ -11,7 +11,7 @@ mod names;
 mod sync;
 mod tree;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray},
@@ -20,7 +20,7 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use dns_common::{
-    config::{self, Config, MAX_SERVICE_IPV4},
+    config::{self, Config, MAX_SERVICE_IPV4, MAX_SERVICE_IPV6},
     records::{self, ARecords, AaaaRecords, NameKey, FLAG_NO_OTHER_TYPE},
     soa::{self, Soa},
     stats,
@@ -71,7 +71,8 @@ pub enum KernelProgram {
 #[derive(Clone, Debug)]
 pub struct DataplaneConfig {
     pub interfaces: Vec<String>,
-    pub service_ips: Vec<Ipv4Addr>,
+    /// IPv4 and IPv6 service addresses (at most [`MAX_SERVICE_IPV4`] and [`MAX_SERVICE_IPV6`]).
+    pub service_ips: Vec<IpAddr>,
     pub port: u16,
     pub mode: AttachMode,
     pub program: KernelProgram,
@@ -120,8 +121,12 @@ pub enum DataplaneError {
          veth only reaches a peer that runs an XDP program); use --attach-mode tc or auto"
     )]
     XdpOnVeth(String),
-    #[error("{count} service addresses given, the kernel path matches at most {max}")]
-    TooManyServiceIps { count: usize, max: usize },
+    #[error("{count} {family} service addresses given, the kernel path matches at most {max}")]
+    TooManyServiceIps {
+        family: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error("the kernel maps need room for at least one name (--kernel-map-entries 0)")]
     NoMapEntries,
 }
@@ -198,11 +203,15 @@ impl Dataplane {
         if object.is_empty() {
             return Err(DataplaneError::NotBuilt);
         }
-        if cfg.service_ips.len() > MAX_SERVICE_IPV4 {
-            return Err(DataplaneError::TooManyServiceIps {
-                count: cfg.service_ips.len(),
-                max: MAX_SERVICE_IPV4,
-            });
+        let v4 = cfg.service_ips.iter().filter(|ip| ip.is_ipv4()).count();
+        let v6 = cfg.service_ips.len() - v4;
+        for (family, count, max) in [
+            ("IPv4", v4, MAX_SERVICE_IPV4),
+            ("IPv6", v6, MAX_SERVICE_IPV6),
+        ] {
+            if count > max {
+                return Err(DataplaneError::TooManyServiceIps { family, count, max });
+            }
         }
         if cfg.map_entries == 0 {
             return Err(DataplaneError::NoMapEntries);
@@ -841,17 +850,28 @@ fn no_other<A>(
     }
 }
 
-/// The `DNS_CONFIG` entry for these addresses and port.
-pub fn config_value(service_ips: &[Ipv4Addr], port: u16) -> Config {
+/// The `DNS_CONFIG` entry for these addresses and port: the IPv4 and the IPv6 ones each in the
+/// order given; addresses past a family's room are left out (`start` refuses them before).
+pub fn config_value(service_ips: &[IpAddr], port: u16) -> Config {
     let mut c = Config {
-        service_ipv4_be: [0; MAX_SERVICE_IPV4],
-        ipv4_count: 0,
         port_be: port.to_be(),
-        _pad: 0,
+        ..Config::default()
     };
-    for (slot, ip) in c.service_ipv4_be.iter_mut().zip(service_ips) {
-        *slot = u32::from_ne_bytes(ip.octets());
-        c.ipv4_count += 1;
+    for ip in service_ips {
+        match ip {
+            IpAddr::V4(ip) => {
+                if let Some(slot) = c.service_ipv4_be.get_mut(c.ipv4_count as usize) {
+                    *slot = u32::from_ne_bytes(ip.octets());
+                    c.ipv4_count += 1;
+                }
+            }
+            IpAddr::V6(ip) => {
+                if let Some(slot) = c.service_ipv6_be.get_mut(c.ipv6_count as usize) {
+                    *slot = Config::ipv6_words(ip.octets());
+                    c.ipv6_count += 1;
+                }
+            }
+        }
     }
     c
 }
@@ -882,12 +902,45 @@ mod tests {
     fn cfg(interfaces: &[&str], mode: AttachMode) -> DataplaneConfig {
         DataplaneConfig {
             interfaces: interfaces.iter().map(|s| s.to_string()).collect(),
-            service_ips: vec![Ipv4Addr::new(127, 0, 0, 53)],
+            service_ips: vec![Ipv4Addr::new(127, 0, 0, 53).into()],
             port: 53,
             mode,
             program: KernelProgram::Answer,
             map_entries: records::CAPACITY,
         }
+    }
+
+    #[test]
+    fn config_value_holds_both_families_in_order() {
+        let ips: Vec<IpAddr> = ["10.96.0.10", "fd00:96::a", "169.254.20.10", "::1"]
+            .iter()
+            .map(|s| s.parse().expect("address"))
+            .collect();
+        let c = config_value(&ips, 53);
+        assert_eq!(c.port_be, 53u16.to_be());
+        assert_eq!((c.ipv4_count, c.ipv6_count), (2, 2));
+        assert_eq!(c.service_ipv4_be[0], u32::from_ne_bytes([10, 96, 0, 10]));
+        assert_eq!(c.service_ipv4_be[1], u32::from_ne_bytes([169, 254, 20, 10]));
+        // The words are the address's bytes as they lie in the packet.
+        let words = c.service_ipv6_be[0];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert_eq!(bytes, "fd00:96::a".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(
+            c.service_ipv6_be[1],
+            Config::ipv6_words(Ipv6Addr::LOCALHOST.octets())
+        );
+        assert_eq!(c.service_ipv6_be[2], [0, 0]);
+        // No addresses: nothing matches (both counts 0), as the all-zero value at load.
+        let none = config_value(&[], 53);
+        assert_eq!((none.ipv4_count, none.ipv6_count), (0, 0));
+        // Past a family's room, the rest of it is left out.
+        let many: Vec<IpAddr> = (1..=10u16)
+            .map(|i| IpAddr::from(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i)))
+            .collect();
+        assert_eq!(
+            config_value(&many, 53).ipv6_count as usize,
+            MAX_SERVICE_IPV6
+        );
     }
 
     /// Moves this test's thread into a network namespace of its own, so that attaching to its
@@ -1101,13 +1154,25 @@ mod tests {
         let err = Dataplane::start(&cfg(&["lo", "nope0"], AttachMode::Auto)).expect_err("no nope0");
         assert!(err.to_string().contains("nope0"), "{err}");
         let many = DataplaneConfig {
-            service_ips: vec![Ipv4Addr::LOCALHOST; 9],
+            service_ips: vec![IpAddr::from(Ipv4Addr::LOCALHOST); 9],
             ..cfg(&["lo"], AttachMode::Auto)
         };
         assert!(matches!(
             Dataplane::start(&many),
             Err(DataplaneError::TooManyServiceIps { count: 9, .. })
         ));
+        let many6 = DataplaneConfig {
+            service_ips: (1..=9u16)
+                .map(|i| IpAddr::from(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i)))
+                .chain([IpAddr::from(Ipv4Addr::LOCALHOST)])
+                .collect(),
+            ..cfg(&["lo"], AttachMode::Auto)
+        };
+        let err = Dataplane::start(&many6).expect_err("nine IPv6 addresses");
+        assert!(
+            err.to_string().contains("9 IPv6 service addresses"),
+            "{err}"
+        );
         let empty = DataplaneConfig {
             map_entries: 0,
             ..cfg(&["lo"], AttachMode::Auto)

@@ -6,7 +6,7 @@ mod batch;
 pub mod wire;
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,8 @@ const FREE_PORT_ATTEMPTS: usize = 20;
 /// Where and how to listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    pub addrs: Vec<Ipv4Addr>,
+    /// IPv4 and IPv6 addresses (an IPv6 socket is IPv6-only).
+    pub addrs: Vec<IpAddr>,
     /// 0: a free port, the same for UDP and TCP on every address.
     pub port: u16,
     /// A TCP connection with no complete query for this long is closed.
@@ -67,7 +68,8 @@ pub enum ServerError {
 fn bind_error(proto: &'static str, addr: SocketAddr, source: io::Error) -> ServerError {
     let hint = match source.kind() {
         io::ErrorKind::AddrNotAvailable => {
-            " (the address must be on an interface, e.g. `ip addr add IP/32 dev lo`)"
+            " (the address must be on an interface, e.g. `ip addr add IP/32 dev lo`, or for IPv6 \
+             `ip addr add IP/128 dev lo nodad`)"
         }
         io::ErrorKind::PermissionDenied => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
         io::ErrorKind::AddrInUse => {
@@ -81,6 +83,33 @@ fn bind_error(proto: &'static str, addr: SocketAddr, source: io::Error) -> Serve
         source,
         hint,
     }
+}
+
+/// A socket of `addr`'s family and `kind`, IPv6-only for an IPv6 address (it never takes
+/// IPv4-mapped traffic), non-blocking.
+fn socket_for(addr: SocketAddr, kind: socket2::Type) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), kind, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A UDP socket bound to `addr` (must run inside the runtime).
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket_for(addr, socket2::Type::DGRAM)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// A TCP listener on `addr`, with SO_REUSEADDR and a backlog of 1024 as tokio's `bind` gives.
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = socket_for(addr, socket2::Type::STREAM)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Bound sockets, not yet serving.
@@ -137,16 +166,8 @@ impl DnsServer {
         let mut tcp = Vec::with_capacity(cfg.addrs.len());
         for ip in &cfg.addrs {
             let addr = SocketAddr::from((*ip, port));
-            udp.push(
-                UdpSocket::bind(addr)
-                    .await
-                    .map_err(|e| bind_error("UDP", addr, e))?,
-            );
-            tcp.push(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| bind_error("TCP", addr, e))?,
-            );
+            udp.push(bind_udp(addr).map_err(|e| bind_error("UDP", addr, e))?);
+            tcp.push(bind_tcp(addr).map_err(|e| bind_error("TCP", addr, e))?);
         }
         Ok(DnsServer {
             udp,
@@ -529,7 +550,7 @@ mod tests {
     /// A server on a free port of 127.0.0.1 answering from empty records: its UDP address.
     async fn running() -> (SocketAddr, ServerHandle) {
         let cfg = ServerConfig {
-            addrs: vec![Ipv4Addr::LOCALHOST],
+            addrs: vec![std::net::Ipv4Addr::LOCALHOST.into()],
             port: 0,
             tcp_idle_timeout: Duration::from_secs(5),
         };
@@ -563,5 +584,71 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// A query to `server` over UDP from a socket of the same family: the response bytes.
+    fn ask(server: SocketAddr, query: &[u8]) -> Vec<u8> {
+        let local: SocketAddr = if server.is_ipv6() {
+            "[::1]:0".parse().expect("addr")
+        } else {
+            "127.0.0.1:0".parse().expect("addr")
+        };
+        let sock = std::net::UdpSocket::bind(local).expect("client socket");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        sock.send_to(query, server).expect("send");
+        let mut buf = [0u8; 512];
+        let (n, from) = sock.recv_from(&mut buf).expect("an answer");
+        assert_eq!(from, server, "answered from the service address");
+        buf[..n].to_vec()
+    }
+
+    #[tokio::test]
+    async fn ipv6_service_addresses_answer_as_ipv4_ones() {
+        let cfg = ServerConfig {
+            addrs: vec![
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv6Addr::LOCALHOST.into(),
+            ],
+            port: 0,
+            tcp_idle_timeout: Duration::from_secs(5),
+        };
+        let server = DnsServer::bind(&cfg).await.expect("bind 127.0.0.1 and ::1");
+        let addrs = server.local_addrs();
+        assert_eq!(addrs.len(), 2);
+        assert_eq!(addrs[0].port(), addrs[1].port(), "one port for both");
+        assert!(addrs[1].is_ipv6());
+        let records = SharedRecords::new(Records::empty(&Default::default(), 1));
+        let handle = server
+            .spawn(records, Arc::new(Metrics::default()))
+            .expect("listeners start");
+        // A query of a name outside any zone: REFUSED, the same bytes over either family.
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x03www\x07example\x03org\x00\x00\x01\x00\x01");
+        let (v4, v6) = (addrs[0], addrs[1]);
+        let over_v4 = tokio::task::spawn_blocking({
+            let q = q.clone();
+            move || ask(v4, &q)
+        })
+        .await
+        .expect("v4 client");
+        let over_v6 = tokio::task::spawn_blocking(move || ask(v6, &q))
+            .await
+            .expect("v6 client");
+        assert_eq!(&over_v6[..2], &[0x12, 0x34]);
+        assert_eq!(over_v4, over_v6, "the same answer over IPv4 and IPv6");
+        // TCP too.
+        std::net::TcpStream::connect(v6).expect("TCP over IPv6");
+        handle.stop().await;
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_listener_is_ipv6_only() {
+        let addr: SocketAddr = "[::]:0".parse().expect("addr");
+        let socket = bind_udp(addr).expect("bind [::]:0");
+        let fd = socket2::SockRef::from(&socket);
+        assert!(fd.only_v6().expect("IPV6_V6ONLY"), "IPV6_V6ONLY set");
+        let tcp = bind_tcp(addr).expect("bind [::]:0 TCP");
+        assert!(socket2::SockRef::from(&tcp).only_v6().expect("IPV6_V6ONLY"));
     }
 }

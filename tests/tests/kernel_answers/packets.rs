@@ -8,6 +8,15 @@ pub const NODE_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 pub const CLIENT_IP: [u8; 4] = [10, 244, 1, 7];
 pub const SERVICE_IP: [u8; 4] = [10, 96, 0, 10];
 pub const OTHER_SERVICE_IP: [u8; 4] = [169, 254, 20, 10];
+pub const CLIENT_IP6: [u8; 16] = [
+    0xfd, 0x00, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x07,
+];
+/// An IPv6 service address (a dual-stack kube-dns ClusterIP: fd00:96::a).
+pub const SERVICE_IP6: [u8; 16] = [0xfd, 0x00, 0, 0x96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
+/// A second IPv6 service address the tests configure (a node-local one: fd00:a9fe::a).
+pub const OTHER_SERVICE_IP6: [u8; 16] = [
+    0xfd, 0x00, 0xa9, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a,
+];
 pub const CLIENT_PORT: u16 = 40123;
 pub const DNS_PORT: u16 = 53;
 
@@ -224,7 +233,24 @@ pub enum L4 {
     Raw(Vec<u8>),
 }
 
-/// An Ethernet frame carrying IPv4.
+/// The IPv6 header of a frame (when set, it replaces the IPv4 fields).
+#[derive(Clone, Debug)]
+pub struct Ip6 {
+    pub traffic_class: u8,
+    /// Flow label (20 bits).
+    pub flow: u32,
+    pub hop_limit: u8,
+    /// Next header of the fixed header: 17, or the first extension header's type.
+    pub next: u8,
+    /// Extension headers between the fixed header and what `l4` holds, as bytes.
+    pub ext: Vec<u8>,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Payload length, when it must lie.
+    pub payload_len: Option<u16>,
+}
+
+/// An Ethernet frame carrying IPv4, or IPv6 when `ip6` is set.
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub dst_mac: [u8; 6],
@@ -244,8 +270,10 @@ pub struct Frame {
     /// IPv4 total length, when it must lie.
     pub tot_len: Option<u16>,
     pub l4: L4,
-    /// Bytes after the IPv4 packet (Ethernet padding).
+    /// Bytes after the IP packet (Ethernet padding).
     pub trailer: Vec<u8>,
+    /// IPv6 instead of IPv4 (the IPv4 fields are then unused).
+    pub ip6: Option<Ip6>,
 }
 
 impl Frame {
@@ -273,10 +301,42 @@ impl Frame {
                 payload: dns,
             },
             trailer: Vec::new(),
+            ip6: None,
         }
     }
 
+    /// The same DNS query from the client to the IPv6 service address.
+    pub fn query6(dns: Vec<u8>) -> Self {
+        Frame {
+            ethertype: 0x86dd,
+            ip6: Some(Ip6 {
+                traffic_class: 0,
+                flow: 0x5_1f2e,
+                hop_limit: 63,
+                next: 17,
+                ext: Vec::new(),
+                src: CLIENT_IP6,
+                dst: SERVICE_IP6,
+                payload_len: None,
+            }),
+            ..Frame::query(dns)
+        }
+    }
+
+    /// The IPv6 header, for a frame made by [`Frame::query6`].
+    pub fn ip6_mut(&mut self) -> &mut Ip6 {
+        self.ip6.as_mut().expect("an IPv6 frame")
+    }
+
     fn pseudo(&self, udp_len: u16) -> Vec<u8> {
+        if let Some(h) = &self.ip6 {
+            // RFC 8200 §8.1: addresses, upper-layer length (32 bits), zeros, next header 17.
+            let mut p = h.src.to_vec();
+            p.extend_from_slice(&h.dst);
+            p.extend_from_slice(&u32::from(udp_len).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 17]);
+            return p;
+        }
         let mut p = self.src_ip.to_vec();
         p.extend_from_slice(&self.dst_ip);
         p.extend_from_slice(&[0, 17]);
@@ -323,6 +383,19 @@ impl Frame {
         }
         f.extend_from_slice(&self.ethertype.to_be_bytes());
         let l4 = self.l4_bytes();
+        if let Some(h) = &self.ip6 {
+            let payload_len = h.payload_len.unwrap_or((h.ext.len() + l4.len()) as u16);
+            let word = 6u32 << 28 | u32::from(h.traffic_class) << 20 | (h.flow & 0xf_ffff);
+            f.extend_from_slice(&word.to_be_bytes());
+            f.extend_from_slice(&payload_len.to_be_bytes());
+            f.extend_from_slice(&[h.next, h.hop_limit]);
+            f.extend_from_slice(&h.src);
+            f.extend_from_slice(&h.dst);
+            f.extend_from_slice(&h.ext);
+            f.extend_from_slice(&l4);
+            f.extend_from_slice(&self.trailer);
+            return f;
+        }
         assert_eq!(self.ip_options.len() % 4, 0, "IP options pad to 4 bytes");
         let ihl = 5 + self.ip_options.len() / 4;
         let tot_len = self.tot_len.unwrap_or((ihl * 4 + l4.len()) as u16);
@@ -342,8 +415,9 @@ impl Frame {
         f
     }
 
-    /// The frame the kernel must send back: addresses and ports swapped, TTL 64, the same IP
-    /// identification, flags, TOS and options, `dns` as payload, correct checksums, no padding.
+    /// The frame the kernel must send back: addresses and ports swapped, TTL (hop limit) 64,
+    /// the same IP identification, flags, TOS and options (IPv6: traffic class and flow label),
+    /// `dns` as payload, correct checksums, no padding.
     pub fn reply(&self, dns: Vec<u8>) -> Vec<u8> {
         let L4::Udp { sport, dport, .. } = &self.l4 else {
             panic!("not a UDP frame");
@@ -363,6 +437,13 @@ impl Frame {
                 payload: dns,
             },
             trailer: Vec::new(),
+            ip6: self.ip6.as_ref().map(|h| Ip6 {
+                hop_limit: 64,
+                src: h.dst,
+                dst: h.src,
+                payload_len: None,
+                ..h.clone()
+            }),
             ..self.clone()
         };
         r.bytes()
@@ -381,5 +462,18 @@ mod tests {
             0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert_eq!(checksum(&[&h]), 0xb861);
+    }
+
+    #[test]
+    fn ipv6_frames_carry_a_verifiable_udp_checksum() {
+        let f = Frame::query6(Query::a("web.default.svc.cluster.local.").bytes()).bytes();
+        assert_eq!(f[12..14], [0x86, 0xdd]);
+        assert_eq!(f[14] >> 4, 6);
+        let plen = usize::from(u16::from_be_bytes([f[18], f[19]]));
+        assert_eq!(14 + 40 + plen, f.len());
+        let mut pseudo = f[22..54].to_vec();
+        pseudo.extend_from_slice(&(plen as u32).to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 17]);
+        assert_eq!(checksum(&[&pseudo, &f[54..]]), 0);
     }
 }
