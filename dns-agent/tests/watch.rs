@@ -747,12 +747,14 @@ fn kernel_maps_follow_added_modified_deleted_objects() {
             ((ResponseCode::NoError, ips(&["10.1.0.7"])), true)
         );
 
-        // Deleted: NXDOMAIN from userspace, nothing left in the map.
+        // Deleted: out of the address map and out of the zone's tree, so NXDOMAIN from the
+        // kernel (issue 5) as from userspace.
         api.delete("Service", "default", "api");
         until_answers(&app, api_name, &[]).await;
-        assert!(
-            !answered_by_kernel(&app, api_name).await.1,
-            "{api_name} left the map"
+        assert_eq!(
+            answered_by_kernel(&app, api_name).await,
+            ((ResponseCode::NXDomain, ips(&[])), true),
+            "{api_name}: NXDOMAIN from the kernel once deleted"
         );
         app.stop().await;
     });
