@@ -208,6 +208,15 @@ impl App {
                     .map(|(port, _)| *port)
             })
             .unwrap_or(ports[0]);
+        // ... and rotates its answers when that block runs `loadbalance` too.
+        let kernel_rotates = plan.is_some_and(|p| {
+            p.ports.get(&kernel_port).is_some_and(|blocks| {
+                blocks.iter().any(|b| {
+                    let runs = |name: &str| b.directives.iter().any(|d| d.name.text == name);
+                    runs("kubernetes") && runs("loadbalance")
+                })
+            })
+        });
         let kernel_port = bound
             .iter()
             .find(|(planned, _)| *planned == kernel_port)
@@ -249,6 +258,7 @@ impl App {
                 kernel,
                 &config,
                 kernel_port,
+                kernel_rotates,
                 &records.load(),
             )?),
             None => None,
@@ -733,6 +743,7 @@ fn start_dataplane(
     kernel: &KernelConfig,
     config: &Config,
     port: u16,
+    rotate: bool,
     records: &Records,
 ) -> Result<SharedDataplane, AppError> {
     let cfg = DataplaneConfig {
@@ -745,6 +756,10 @@ fn start_dataplane(
     };
     // On error `dp` is dropped here, which detaches whatever was attached.
     let mut dp = Dataplane::start(&cfg)?;
+    dp.set_rotation(rotate)?;
+    if rotate {
+        log::info!("kernel answers rotated, as loadbalance rotates them");
+    }
     let (report, aaaa_report) = dp.sync_records(records)?;
     log::info!(
         "kernel map filled: {} names ({} left to userspace)",

@@ -8,6 +8,9 @@ pub const CAPACITY: u32 = 1;
 pub const MAX_SERVICE_IPV4: usize = 8;
 /// Most IPv6 service addresses the kernel matches.
 pub const MAX_SERVICE_IPV6: usize = 8;
+/// Flag: rotate the addresses of every positive answer, one further per answer on each CPU
+/// (the block that answers the zone runs `loadbalance`, which rotates them in userspace).
+pub const FLAG_ROTATE: u16 = 1;
 
 /// Value at index 0. An all-zero entry matches nothing (both counts are 0), so a freshly loaded
 /// program passes every packet until the agent has written its configuration.
@@ -20,7 +23,8 @@ pub struct Config {
     pub ipv4_count: u32,
     /// UDP destination port answered, network byte order (53).
     pub port_be: u16,
-    pub _pad: u16,
+    /// `FLAG_*` bits.
+    pub flags: u16,
     /// IPv6 destination addresses answered: each address's 16 bytes in network order, held as
     /// two native-endian words (what two 8-byte loads of the packet give); the first
     /// `ipv6_count` count.

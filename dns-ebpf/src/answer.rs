@@ -3,7 +3,7 @@
 //! Checksums are summed over little-endian loads (RFC 1071 §2(B): byte order only swaps the
 //! folded result, and storing it little-endian swaps it back), so wire bytes never need swapping.
 
-use dns_common::{soa, soa::Soa, stats};
+use dns_common::{config, soa, soa::Soa, stats};
 
 use crate::{
     dns::{Found, Query},
@@ -12,7 +12,7 @@ use crate::{
     packet::{read, write, Packet},
     rrset::Rrset,
     udp::Udp,
-    DNS_SOA,
+    DNS_CONFIG, DNS_SOA, DNS_TURN,
 };
 
 /// Size of the OPT record sent back (no options).
@@ -65,9 +65,29 @@ pub fn reply<P: Packet, R: Rrset>(
         authority: 0,
         len: n * R::ANSWER_LEN,
     };
+    let first = if n > 1 { first_answer(n)? } else { 0 };
     respond(p, ip, udp, q, found.name_sum, sections, |p, off| {
-        rec.write_answers(p, off, n)
+        rec.write_answers(p, off, n, first)
     })
+}
+
+/// Where a positive answer of `n` (> 1) records starts: 0, or with `FLAG_ROTATE` one further
+/// than the previous rotated answer on this CPU (`DNS_TURN`), as `loadbalance` rotates them.
+#[inline(always)]
+fn first_answer(n: usize) -> Result<usize, u32> {
+    let cfg = DNS_CONFIG.get_ptr(0).ok_or(stats::HELPER_FAILED)?;
+    // SAFETY: a map value pointer stays valid for the whole program run.
+    if unsafe { (*cfg).flags } & config::FLAG_ROTATE == 0 {
+        return Ok(0);
+    }
+    let turn = DNS_TURN.get_ptr_mut(0).ok_or(stats::HELPER_FAILED)?;
+    // SAFETY: a per-CPU map value, valid for the whole run and written by no one else meanwhile.
+    let t = unsafe {
+        let t = *turn;
+        *turn = t.wrapping_add(1);
+        t
+    };
+    Ok((t % n as u64) as usize)
 }
 
 /// Turns the query into a negative answer with `rcode` (NODATA: `NOERROR`, or `NXDOMAIN`): no
@@ -224,11 +244,14 @@ fn respond<P: Packet>(
     // Everything after the name, summed as if it started at an even offset: QTYPE/QCLASS
     // (unchanged: 00 01 or 00 1C, then 00 01), the sections (each of even length), the OPT.
     let (off, body_sum) = body(p, tail_off + 4)?;
+
     let mut tail: u64 = q.qtype_be as u64 + 0x0100 + body_sum;
     if q.has_opt {
         let size = q.udp_size.to_be_bytes();
         let do_bit = if q.dnssec_ok { 0x80 } else { 0 };
         let w = u64::from_le_bytes([0, 0, 41, size[0], size[1], 0, 0, do_bit]);
+        // The offset through a stack slot, as for the records (see `rrset`).
+        let off = core::hint::black_box(off);
         write(p, off, w)?;
         // Flags low byte and RDLENGTH 0, as two overlapping 16-bit stores (see `dns::walk_name`
         // on one-byte accesses).

@@ -49,6 +49,10 @@ pub static DNS_AAAA: HashMap<records::NameKey, records::AaaaRecords> =
 #[map]
 pub static DNS_SOA: Array<soa::Soa> = Array::with_max_entries(soa::CAPACITY, 0);
 
+/// Answers rotated so far on each CPU (`config::FLAG_ROTATE`), the program's own.
+#[map]
+pub static DNS_TURN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// The question's name as loaded and lower-cased, one buffer per CPU (the program's own).
 #[map]
 static DNS_NAME: PerCpuArray<[u64; NAME_WORDS]> = PerCpuArray::with_max_entries(1, 0);

@@ -31,9 +31,16 @@ pub trait Rrset: Sized + 'static {
     fn userspace_only(&self) -> bool;
     /// Whether the name has no records of the other address type (`FLAG_NO_OTHER_TYPE`).
     fn no_other_type(&self) -> bool;
-    /// Writes the first `n` (<= `MAX`) answers at `off`; returns the offset after them and
-    /// their little-endian one's-complement partial sum, as if they started at an even offset.
-    fn write_answers<P: Packet>(&self, p: &P, off: usize, n: usize) -> Result<(usize, u64), u32>;
+    /// Writes the first `n` (<= `MAX`) answers at `off`, rotated left by `first` (< `n`);
+    /// returns the offset after them and their little-endian one's-complement partial sum, as
+    /// if they started at an even offset.
+    fn write_answers<P: Packet>(
+        &self,
+        p: &P,
+        off: usize,
+        n: usize,
+        first: usize,
+    ) -> Result<(usize, u64), u32>;
 }
 
 impl Rrset for ARecords {
@@ -61,18 +68,27 @@ impl Rrset for ARecords {
         self.flags & FLAG_NO_OTHER_TYPE != 0
     }
     #[inline(always)]
-    fn write_answers<P: Packet>(&self, p: &P, off: usize, n: usize) -> Result<(usize, u64), u32> {
+    fn write_answers<P: Packet>(
+        &self,
+        p: &P,
+        off: usize,
+        n: usize,
+        first: usize,
+    ) -> Result<(usize, u64), u32> {
         let ttl = self.ttl.to_be_bytes();
         let w0 = u64::from_le_bytes([0xc0, 0x0c, 0, 1, 0, 1, ttl[0], ttl[1]]);
         let w1_lo = u32::from_le_bytes([ttl[2], ttl[3], 0, 4]) as u64;
         let w0_sum = halves(w0);
         let mut off = off;
         let mut sum = 0;
-        for &addr in self.addrs_be.iter().take(n) {
-            let addr = addr as u64;
-            write(p, off, [w0, w1_lo | addr << 32])?;
+        let mut i = 0;
+        while i < MAX_ADDRS && i < n {
+            let addr = self.addrs_be[rotated(i, first, n, MAX_ADDRS)] as u64;
+            // See the AAAA loop below.
+            write(p, core::hint::black_box(off), [w0, w1_lo | addr << 32])?;
             sum += w0_sum + w1_lo + addr;
             off += Self::ANSWER_LEN;
+            i += 1;
         }
         Ok((off, sum))
     }
@@ -103,7 +119,13 @@ impl Rrset for AaaaRecords {
         self.flags & FLAG_NO_OTHER_TYPE != 0
     }
     #[inline(always)]
-    fn write_answers<P: Packet>(&self, p: &P, off: usize, n: usize) -> Result<(usize, u64), u32> {
+    fn write_answers<P: Packet>(
+        &self,
+        p: &P,
+        off: usize,
+        n: usize,
+        first: usize,
+    ) -> Result<(usize, u64), u32> {
         let ttl = self.ttl.to_be_bytes();
         // C0 0C | 00 1C | 00 01 | TTL | 00 10, then the address: seven 32-bit words, one
         // bounds check.
@@ -113,11 +135,28 @@ impl Rrset for AaaaRecords {
         let head_sum = w0 as u64 + w1 as u64 + w2 as u64;
         let mut off = off;
         let mut sum = 0;
-        for a in self.addrs.iter().take(n) {
-            write(p, off, [w0, w1, w2, a[0], a[1], a[2], a[3]])?;
+        let mut i = 0;
+        while i < MAX_AAAA && i < n {
+            let a = &self.addrs[rotated(i, first, n, MAX_AAAA)];
+            // The offset through a stack slot: LLVM would otherwise turn the record offsets
+            // into one running pointer and address the stores below the pointer it checked,
+            // which the verifier refuses.
+            write(p, core::hint::black_box(off), [w0, w1, w2, a[0], a[1], a[2], a[3]])?;
             sum += head_sum + a[0] as u64 + a[1] as u64 + a[2] as u64 + a[3] as u64;
             off += Self::ANSWER_LEN;
+            i += 1;
         }
         Ok((off, sum))
     }
+}
+
+/// The index of the `i`-th answer of `n` rotated left by `first` (< `n` <= `max`, a power of
+/// two): `(first + i) % n`, masked so that the verifier sees it inside the value's array.
+#[inline(always)]
+fn rotated(i: usize, first: usize, n: usize, max: usize) -> usize {
+    let j = (first + i) as u64;
+    // Without a branch (BPF has no conditional move; each branch would double the ways the
+    // verifier follows through the loop): all ones when `j >= n`, from the sign of n - 1 - j.
+    let past = ((n as u64).wrapping_sub(1).wrapping_sub(j) as i64 >> 63) as u64;
+    (j - (n as u64 & past)) as usize & (max - 1)
 }

@@ -4,7 +4,7 @@
 //! `cargo xtask test`). Every test builds its own namespaces (distinct prefixes), so they may run
 //! in parallel; the guards tear everything down even when an assertion fails.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use dns_agent_tests::agent::{
     agent_bin, normalize, path_str, sample_path, Agent, ClientOutput, Metrics, DIG_ONCE,
-    METRICS_ADDR,
+    E2E_COREFILE, METRICS_ADDR,
 };
 use dns_agent_tests::expected::{self, ARecords, AaaaRecords};
 use dns_agent_tests::netns::{Process, Topology};
@@ -1267,4 +1267,73 @@ fn sighup_reload_updates_the_kernel_map() {
     );
     agent.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `loadbalance` in the block that answers the zone the kernel rotates its answers, as
+/// userspace does: every answer is the name's addresses rotated, each rotation appears, and all
+/// of them come from the kernel.
+#[test]
+fn kernel_answers_rotate_under_loadbalance() {
+    let records = sample_records();
+    let (name, addrs) = records
+        .iter()
+        .filter(|(n, a)| a.len() >= 2 && kernel_answerable(n, a.len()))
+        .max_by_key(|(_, a)| a.len())
+        .map(|(n, a)| (n.clone(), a.clone()))
+        .expect("a sample name with several addresses");
+    let corefile =
+        std::env::temp_dir().join(format!("dns-agent-e2e-lb-{}.Corefile", std::process::id()));
+    std::fs::write(
+        &corefile,
+        E2E_COREFILE.replace(
+            "        ttl 5\n    }\n",
+            "        ttl 5\n    }\n    loadbalance\n",
+        ),
+    )
+    .expect("writing the Corefile");
+    assert!(
+        std::fs::read_to_string(&corefile)
+            .expect("Corefile")
+            .contains("loadbalance"),
+        "the Corefile runs loadbalance"
+    );
+    let topo = Topology::create_unique("e2e-lb").expect("create topology");
+    let probe = (
+        "web.default.svc.cluster.local.",
+        "10.96.10.20".parse().expect("address"),
+    );
+    let agent = Agent::start_with_corefile(&topo, &corefile, &sample_path(), &[], probe);
+    let server = format!("@{}", topo.service_ip());
+    let before = Metrics::scrape(&topo);
+    let asked = 4 * addrs.len();
+    let mut seen = BTreeSet::new();
+    for _ in 0..asked {
+        let out = topo
+            .exec_in_pod(
+                "dig",
+                &["+tries=1", "+time=2", "+short", &server, &name, "A"],
+            )
+            .expect("dig");
+        let got: Vec<Ipv4Addr> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")))
+            .collect();
+        let k = (0..addrs.len())
+            .find(|k| (0..addrs.len()).all(|i| got.get(i) == Some(&addrs[(i + k) % addrs.len()])))
+            .unwrap_or_else(|| panic!("{name}: {got:?} is not a rotation of {addrs:?}"));
+        seen.insert(k);
+    }
+    let after = Metrics::scrape(&topo);
+    agent.stop();
+    let _ = std::fs::remove_file(&corefile);
+    assert_eq!(
+        after.get("dns_agent_kernel_responses_total")
+            - before.get("dns_agent_kernel_responses_total"),
+        asked as u64,
+        "every answer from the kernel"
+    );
+    assert!(
+        seen.len() >= 2,
+        "{name}: the kernel's answers rotate (rotations seen: {seen:?})"
+    );
 }

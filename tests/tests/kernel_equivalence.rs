@@ -579,6 +579,80 @@ fn nodata_follows_a_name_gaining_and_losing_the_other_type() {
     );
 }
 
+/// With `loadbalance` in the zone's block the kernel rotates the addresses of its answers as
+/// userspace does: every answer is userspace's with its records rotated left, one further per
+/// answer, over every rotation; without it, always userspace's order.
+#[test]
+fn answers_rotate_when_the_block_runs_loadbalance() {
+    let mut h = Harness::new();
+    // A name with several AAAA records (the fixture's have one), written as the agent writes.
+    let multi = "multi.dns-version.cluster.local.";
+    let v6: Vec<std::net::Ipv6Addr> = ["fd00::1", "fd00::2", "fd00::3"]
+        .iter()
+        .map(|a| a.parse().expect("address"))
+        .collect();
+    h.records.aaaa.insert(multi.to_owned(), (h.records.ttl, v6));
+    let (a, aaaa) = (h.records.a_map(), h.records.aaaa_map());
+    h.dp.sync_addresses_names(&a, &aaaa, [multi])
+        .expect("incremental sync");
+    let pick = |m: Vec<(&String, usize)>| {
+        m.into_iter()
+            .filter(|(n, count)| *count >= 2 && n.len() < 60)
+            .max_by_key(|(_, count)| *count)
+            .map(|(n, count)| (n.clone(), count))
+    };
+    let (v4, n4) =
+        pick(a.iter().map(|(n, (_, v))| (n, v.len())).collect()).expect("a name with several A");
+    let (v6, n6) = pick(aaaa.iter().map(|(n, (_, v))| (n, v.len())).collect())
+        .expect("a name with several AAAA");
+    for rotate in [true, false] {
+        h.dp.set_rotation(rotate).expect("DNS_CONFIG written");
+        for (name, n, query, rr_len) in [
+            (&v4, n4, Query::a(&v4), 16),
+            (&v6, n6, Query::aaaa(&v6), 28),
+        ] {
+            let dns = query.bytes();
+            let want = answer::respond(&dns, &h.records, Transport::Udp)
+                .expect("userspace answers")
+                .bytes;
+            let records_at = 12 + name.len() + 1 + 4;
+            let fd = h.dp.program_fd(programs::DNS_XDP).expect("program");
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..4 * n {
+                let out = test_run(fd, &Frame::query(dns.clone()).bytes(), 1).expect("test run");
+                assert_eq!(out.retval, XDP_TX, "{name}: answered in the kernel");
+                let got = udp_payload(&out.data).expect("a datagram");
+                assert_eq!(got.len(), want.len(), "{name}: answer length");
+                assert_eq!(
+                    got[..records_at],
+                    want[..records_at],
+                    "{name}: header and question"
+                );
+                let rotation = (0..n).find(|k| {
+                    (0..n).all(|i| {
+                        let from = records_at + ((i + k) % n) * rr_len;
+                        let to = records_at + i * rr_len;
+                        got[to..to + rr_len] == want[from..from + rr_len]
+                    })
+                });
+                let k = rotation.unwrap_or_else(|| {
+                    panic!("{name}: not a rotation of userspace's answer: {got:02x?}")
+                });
+                seen.insert(k);
+            }
+            if rotate {
+                assert_eq!(seen.len(), n, "{name}: every rotation in {} answers", 4 * n);
+            } else {
+                assert_eq!(
+                    seen,
+                    [0].into(),
+                    "{name}: userspace's order without loadbalance"
+                );
+            }
+        }
+    }
+}
+
 /// The rcode of the kernel's answer to `name` A, `None` when it passes the query.
 fn kernel_rcode(h: &mut Harness, name: &str) -> Option<u8> {
     let frame = Frame::query(Query::a(name).bytes()).bytes();

@@ -318,6 +318,28 @@ impl Dataplane {
         Ok(std::os::fd::AsFd::as_fd(fd))
     }
 
+    /// Whether the kernel rotates the addresses of its positive answers, one further per
+    /// answer on each CPU (`config::FLAG_ROTATE`): on when the block that answers the zone runs
+    /// `loadbalance`, which rotates them in userspace.
+    pub fn set_rotation(&mut self, rotate: bool) -> Result<(), DataplaneError> {
+        let map_err = |source| DataplaneError::Map {
+            name: config::MAP_NAME,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(config::MAP_NAME)
+            .ok_or(DataplaneError::MissingMap(config::MAP_NAME))?;
+        let mut array: Array<&mut MapData, Config> = Array::try_from(map).map_err(map_err)?;
+        let mut value = array.get(&0, 0).map_err(map_err)?;
+        if rotate {
+            value.flags |= config::FLAG_ROTATE;
+        } else {
+            value.flags &= !config::FLAG_ROTATE;
+        }
+        array.set(0, value, 0).map_err(map_err)
+    }
+
     /// How many instructions the verifier went through to accept the program `name` (loaded
     /// on first use); `None` when the kernel does not say.
     pub fn verified_instructions(
