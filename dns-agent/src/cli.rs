@@ -86,8 +86,9 @@ pub struct Cli {
     #[arg(long = "attach-mode", value_enum, default_value_t = AttachModeArg::Auto)]
     pub attach_mode: AttachModeArg,
 
-    /// Capacity of each kernel map (`DNS_A`, `DNS_AAAA`), in names. Memory follows the names
-    /// stored; names beyond it are answered from userspace.
+    /// Capacity of each kernel map (`DNS_A`, `DNS_AAAA`, `DNS_TREE`), in names. Memory follows
+    /// the names stored; names beyond it are answered from userspace (and a tree that does not
+    /// fit proves no NXDOMAIN).
     #[arg(
         long = "kernel-map-entries",
         value_name = "N",
