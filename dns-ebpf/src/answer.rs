@@ -59,6 +59,7 @@ pub fn reply<P: Packet, R: Rrset>(
         answers: n as u16,
         authority: 0,
         len: n * R::ANSWER_LEN,
+        flags: None,
     };
     respond(p, ip, udp, q, found.name_sum, sections, |p, off| {
         rec.write_answers(p, off, n)
@@ -89,6 +90,7 @@ pub fn nodata<P: Packet>(
         answers: 0,
         authority: 1,
         len: soa::RECORD_LEN,
+        flags: None,
     };
     respond(p, ip, udp, q, name_sum, sections, |p, off| {
         write_soa(p, off, zone_at, soa)
@@ -149,11 +151,14 @@ fn write_soa<P: Packet>(p: &P, off: usize, zone_at: u16, soa: &Soa) -> Result<(u
 }
 
 /// The sections a response carries after its question.
-struct Sections {
-    answers: u16,
-    authority: u16,
+pub struct Sections {
+    pub answers: u16,
+    pub authority: u16,
     /// Their length in bytes (even).
-    len: usize,
+    pub len: usize,
+    /// The header's two flag bytes (native-endian load of the wire bytes); `None`: QR AA, RD
+    /// and CD copied, RCODE 0 (the cluster zone's answers).
+    pub flags: Option<u16>,
 }
 
 /// Rewrites the query into a response with `sections` (written by `body` at the offset it is
@@ -161,7 +166,7 @@ struct Sections {
 /// question as sent (`name_sum`: its name's sum) and the OPT echoed; resizes the packet and
 /// computes every checksum. The caller sends it back.
 #[inline(always)]
-fn respond<P: Packet>(
+pub fn respond<P: Packet>(
     p: &mut P,
     ip: &Ipv4,
     udp: &Udp,
@@ -197,7 +202,10 @@ fn respond<P: Packet>(
     let mut sum = ports[0] as u64 + ports[1] as u64 + addr_sum + 0x1100 + 2 * udp_len_be as u64;
 
     // Header: ID kept; QR AA, RD copied | CD copied, RCODE 0; QD 1, AN, NS, AR 0/1.
-    let flags = u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]);
+    let flags = match sections.flags {
+        Some(flags) => flags,
+        None => u16::from_ne_bytes([0x84 | (q.flags_hi & 0x01), q.flags_lo & 0x10]),
+    };
     let hdr = [
         q.id as u32 | (flags as u32) << 16,
         1u16.to_be() as u32 | (sections.answers.to_be() as u32) << 16,

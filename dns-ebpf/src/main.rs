@@ -1,9 +1,11 @@
 //! dns-ebpf: the XDP and TC programs that answer A and AAAA queries from `DNS_A` and `DNS_AAAA`
-//! (NODATA with `DNS_SOA`'s record for a name that has only the other type).
+//! (NODATA with `DNS_SOA`'s record for a name that has only the other type), and external
+//! names from `DNS_CACHE` (what the agent's `cache` plugin holds) until they expire.
 #![no_std]
 #![no_main]
 
 mod answer;
+mod cache;
 mod dns;
 mod eth;
 mod ip;
@@ -16,7 +18,7 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_F_NO_PREALLOC, TC_ACT_OK},
     helpers::generated::bpf_redirect,
     macros::{classifier, map, xdp},
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, ProgramArray},
     programs::{TcContext, XdpContext},
 };
 use dns_common::{config, records, soa};
@@ -42,10 +44,25 @@ pub static DNS_AAAA: HashMap<records::NameKey, records::AaaaRecords> =
 #[map]
 pub static DNS_SOA: Array<soa::Soa> = Array::with_max_entries(soa::CAPACITY, 0);
 
+/// The program a query `dns_xdp`'s cluster maps miss goes on to: `dns_cache_xdp` in slot 0
+/// (written by the agent; a program array holds programs of one type). Empty: passed.
+#[map]
+pub static DNS_NEXT_XDP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// `dns_tc`'s twin of `DNS_NEXT_XDP`: `dns_cache_tc` in slot 0.
+#[map]
+pub static DNS_NEXT_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
 /// Answers A and AAAA queries for known names with `XDP_TX`; passes everything else untouched.
 #[xdp]
 pub fn dns_xdp(ctx: XdpContext) -> u32 {
-    xdp_verdict(try_answer(&mut Xdp(ctx)))
+    let mut p = Xdp(ctx);
+    let res = try_answer(&mut p);
+    if res == Err(dns_common::stats::MISS) {
+        // SAFETY: a tail call into a program of the same type; on failure it returns here.
+        unsafe { DNS_NEXT_XDP.tail_call(&p.0, 0) };
+    }
+    xdp_verdict(res)
 }
 
 /// TC ingress twin of `dns_xdp`: the answer leaves through the interface the query came in on.
@@ -53,6 +70,25 @@ pub fn dns_xdp(ctx: XdpContext) -> u32 {
 pub fn dns_tc(ctx: TcContext) -> i32 {
     let mut p = Tc(ctx);
     let res = try_answer(&mut p);
+    if res == Err(dns_common::stats::MISS) {
+        // SAFETY: as in `dns_xdp`.
+        unsafe { DNS_NEXT_TC.tail_call(&p.0, 0) };
+    }
+    tc_verdict(&p, res)
+}
+
+/// The kernel cache (`DNS_CACHE`) for a query the cluster maps missed, reached by a tail call
+/// from `dns_xdp`: answered with `XDP_TX`, or passed (counted as `miss`, as it came).
+#[xdp]
+pub fn dns_cache_xdp(ctx: XdpContext) -> u32 {
+    xdp_verdict(cache::try_answer(&mut Xdp(ctx)))
+}
+
+/// TC twin of `dns_cache_xdp`, reached from `dns_tc`.
+#[classifier]
+pub fn dns_cache_tc(ctx: TcContext) -> i32 {
+    let mut p = Tc(ctx);
+    let res = cache::try_answer(&mut p);
     tc_verdict(&p, res)
 }
 
