@@ -130,3 +130,95 @@ pub fn answer_of(msg: &[u8], single_address_only: bool) -> Option<CachedAnswer> 
     }
     (at == msg.len()).then_some(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A response as the byte path stores it: `answers` records of (owner bytes, type, TTL,
+    /// rdata) after the question `www.example.org. A`.
+    fn msg(an: &[(&[u8], u16, u32, &[u8])], ns: u16, ar: u16, qname: &[u8]) -> Vec<u8> {
+        let mut m = vec![0, 0, 0x81, 0x80, 0, 1, 0, an.len() as u8, 0, ns as u8, 0, ar as u8];
+        m.extend_from_slice(qname);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        for (owner, t, ttl, rdata) in an {
+            m.extend_from_slice(owner);
+            m.extend_from_slice(&t.to_be_bytes());
+            m.extend_from_slice(&[0, 1]);
+            m.extend_from_slice(&ttl.to_be_bytes());
+            m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            m.extend_from_slice(rdata);
+        }
+        m
+    }
+
+    const WWW: &[u8] = b"\x03www\x07example\x03org\x00";
+    const PTR: &[u8] = &[0xc0, 0x0c];
+
+    #[test]
+    fn what_the_kernel_repeats() {
+        let one = msg(&[(PTR, 1, 30, &[192, 0, 2, 1])], 0, 0, WWW);
+        let v = answer_of(&one, false).expect("one A record");
+        assert_eq!((v.count, v.ttl, v.flags), (1, 30, [0x81, 0x80]));
+        assert_eq!(v.addrs[0][0], u32::from_ne_bytes([192, 0, 2, 1]));
+        let two = msg(
+            &[(PTR, 1, 30, &[192, 0, 2, 1]), (PTR, 1, 30, &[192, 0, 2, 2])],
+            0,
+            0,
+            WWW,
+        );
+        assert_eq!(answer_of(&two, false).map(|v| v.count), Some(2));
+        assert!(answer_of(&two, true).is_none(), "loadbalance: one address only");
+        let cases: [(&str, Vec<u8>); 8] = [
+            (
+                "two TTLs",
+                msg(
+                    &[(PTR, 1, 30, &[192, 0, 2, 1]), (PTR, 1, 40, &[192, 0, 2, 2])],
+                    0,
+                    0,
+                    WWW,
+                ),
+            ),
+            (
+                "a CNAME",
+                msg(&[(PTR, 5, 30, b"\x03foo\xc0\x10"), (PTR, 1, 30, &[1, 2, 3, 4])], 0, 0, WWW),
+            ),
+            (
+                "an owner spelled out",
+                msg(&[(WWW, 1, 30, &[192, 0, 2, 1])], 0, 0, WWW),
+            ),
+            ("an authority record", {
+                let mut m = msg(&[(PTR, 1, 30, &[192, 0, 2, 1])], 1, 0, WWW);
+                m.extend_from_slice(&[0xc0, 0x10, 0, 2, 0, 1, 0, 0, 0, 30, 0, 2, 0xc0, 0x10]);
+                m
+            }),
+            ("an additional record", msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 1, WWW)),
+            ("no answer", msg(&[], 0, 0, WWW)),
+            (
+                "an upper-case name",
+                msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 0, b"\x03WWW\x07example\x03org\x00"),
+            ),
+            ("a name with other bytes", msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 0, b"\x03w*w\x00")),
+        ];
+        for (what, m) in cases {
+            assert!(answer_of(&m, false).is_none(), "{what}");
+        }
+        let many: Vec<(&[u8], u16, u32, &[u8])> =
+            (0..=MAX_ADDRS).map(|_| (PTR, 1u16, 30u32, &[1u8, 2, 3, 4][..])).collect();
+        assert!(answer_of(&msg(&many, 0, 0, WWW), false).is_none(), "too many");
+        assert!(answer_of(&msg(&many[1..], 0, 0, WWW), false).is_some(), "as many as fit");
+        let v6 = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut aaaa = msg(&[(PTR, 28, 30, &v6)], 0, 0, WWW);
+        // The question asks AAAA.
+        let qtype_at = 12 + WWW.len();
+        aaaa[qtype_at + 1] = 28;
+        let v = answer_of(&aaaa, false).expect("one AAAA record");
+        assert_eq!(v.addrs[0], [
+            u32::from_ne_bytes([0x20, 1, 0x0d, 0xb8]),
+            0,
+            0,
+            u32::from_ne_bytes([0, 0, 0, 1])
+        ]);
+        assert!(answer_of(&one[..one.len() - 1], false).is_none(), "cut short");
+    }
+}
