@@ -121,7 +121,9 @@ fn load_name<P: Packet>(
     // The tail of the last word must read as zero (as `name::pack_name` pads).
     // SAFETY: `last < NAME_WORDS` because `name_len <= 255`; a per-CPU map value.
     unsafe { core::ptr::write_volatile(base.add(last), 0) };
-    if p.load_bytes(name_off, base as *mut u8, name_len as u32).is_err() {
+    if p.load_bytes(name_off, base as *mut u8, name_len as u32)
+        .is_err()
+    {
         return 0;
     }
     let mut h = hash_start();

@@ -481,14 +481,24 @@ fn cache_serves_repeats_with_decaying_ttl() {
     );
     // Kernel and userspace: the same flags, records and (within the second between the two
     // queries) TTL.
-    assert_eq!(second.out.flags, tcp.out.flags, "{}\n{}", second.out.text, tcp.out.text);
+    assert_eq!(
+        second.out.flags, tcp.out.flags,
+        "{}\n{}",
+        second.out.text, tcp.out.text
+    );
     let strip = |r: &Reply| {
         r.answer
             .iter()
             .map(|(n, _, t, d)| (n.clone(), t.clone(), d.clone()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(strip(&second), strip(&tcp), "{}\n{}", second.out.text, tcp.out.text);
+    assert_eq!(
+        strip(&second),
+        strip(&tcp),
+        "{}\n{}",
+        second.out.text,
+        tcp.out.text
+    );
     assert!(
         second.max_ttl() >= tcp.max_ttl() && second.max_ttl() <= tcp.max_ttl() + 1,
         "kernel TTL {} and userspace's {} a moment later:\n{}\n{}",

@@ -241,7 +241,10 @@ impl Harness {
         let (kb, kt) = without_ttls(&kernel);
         let (bb, bt) = without_ttls(&before);
         let (ab, at) = without_ttls(&after);
-        assert_eq!(bb, ab, "userspace changed its answer meanwhile: {query:02x?}");
+        assert_eq!(
+            bb, ab,
+            "userspace changed its answer meanwhile: {query:02x?}"
+        );
         assert_eq!(
             kb, bb,
             "{prog}: the kernel's answer differs from userspace's cache (TTLs aside) for {query:02x?}"
@@ -274,7 +277,12 @@ fn without_ttls(msg: &[u8]) -> (Vec<u8>, Vec<u32>) {
     let mut ttls = Vec::new();
     for r in records.iter().filter(|r| r.rtype != 41) {
         let at = r.ttl_at;
-        ttls.push(u32::from_be_bytes([msg[at], msg[at + 1], msg[at + 2], msg[at + 3]]));
+        ttls.push(u32::from_be_bytes([
+            msg[at],
+            msg[at + 1],
+            msg[at + 2],
+            msg[at + 3],
+        ]));
         out[at..at + 4].fill(0);
     }
     (out, ttls)
@@ -390,13 +398,24 @@ fn cached_external_answers_are_userspaces_byte_for_byte() {
             .map(|(_, _, w)| *w)
             .collect::<BTreeSet<_>>()
     };
-    let all: BTreeSet<&str> = ["plain", "no RD", "AD", "EDNS 1232", "EDNS 512", "EDNS cookie"]
-        .into_iter()
-        .collect();
+    let all: BTreeSet<&str> = [
+        "plain",
+        "no RD",
+        "AD",
+        "EDNS 1232",
+        "EDNS 512",
+        "EDNS cookie",
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(kinds("one.example.com.", 1), all, "one A");
     assert_eq!(kinds("three.example.com.", 1), all, "three A");
     assert_eq!(kinds("three.example.com.", 28), all, "three AAAA");
-    assert_eq!(kinds("mixed-ttl.example.com.", 1), all, "mixed TTLs, capped to one");
+    assert_eq!(
+        kinds("mixed-ttl.example.com.", 1),
+        all,
+        "mixed TTLs, capped to one"
+    );
     // 16 AAAA records do not fit in 512 bytes: only the large EDNS sizes are answered.
     assert_eq!(
         kinds(BIG, 28),
@@ -409,11 +428,13 @@ fn cached_external_answers_are_userspaces_byte_for_byte() {
     assert_eq!(h.answers.written(), 5, "not written");
     for prog in PROGS {
         assert!(
-            h.check(prog, &Query::a("upper.example.com.").bytes()).is_none(),
+            h.check(prog, &Query::a("upper.example.com.").bytes())
+                .is_none(),
             "{prog}: upper.example.com."
         );
         assert!(
-            h.check(prog, &Query::a("UPPER.Example.COM.").bytes()).is_none(),
+            h.check(prog, &Query::a("UPPER.Example.COM.").bytes())
+                .is_none(),
             "{prog}: the spelling as cached"
         );
     }
@@ -445,7 +466,9 @@ fn expired_entries_pass_and_ttl_caps_hold() {
         );
     }
     for prog in PROGS {
-        let k = h.check(prog, &capped).expect("capped answered in the kernel");
+        let k = h
+            .check(prog, &capped)
+            .expect("capped answered in the kernel");
         assert_eq!(ttls(&k), [5], "the cache's TTL cap (300 upstream)");
         assert!(h.check(prog, &short).is_some(), "short answered");
     }
@@ -458,9 +481,14 @@ fn expired_entries_pass_and_ttl_caps_hold() {
             assert!(ttls(&k)[0] <= 1, "TTL {:?}", ttls(&k));
         }
     }
-    std::thread::sleep((filled + Duration::from_millis(2005)).saturating_duration_since(Instant::now()));
+    std::thread::sleep(
+        (filled + Duration::from_millis(2005)).saturating_duration_since(Instant::now()),
+    );
     for prog in PROGS {
-        assert!(h.kernel(prog, &short).is_none(), "{prog} answered an expired entry");
+        assert!(
+            h.kernel(prog, &short).is_none(),
+            "{prog} answered an expired entry"
+        );
         assert!(h.check(prog, &capped).is_some(), "capped lives 5 s");
     }
     // Userspace does not answer it from the cache either: the upstream again, a new entry.
@@ -468,11 +496,19 @@ fn expired_entries_pass_and_ttl_caps_hold() {
     let _ = h.userspace(&short);
     assert_eq!(h.answers.written(), before, "the same key written again");
     for prog in PROGS {
-        assert!(h.check(prog, &short).is_some(), "the refreshed entry is answered");
+        assert!(
+            h.check(prog, &short).is_some(),
+            "the refreshed entry is answered"
+        );
     }
-    std::thread::sleep((start + Duration::from_millis(5100)).saturating_duration_since(Instant::now()));
+    std::thread::sleep(
+        (start + Duration::from_millis(5100)).saturating_duration_since(Instant::now()),
+    );
     for prog in PROGS {
-        assert!(h.kernel(prog, &capped).is_none(), "capped expired after 5 s");
+        assert!(
+            h.kernel(prog, &capped).is_none(),
+            "capped expired after 5 s"
+        );
     }
 }
 
@@ -501,7 +537,10 @@ fn the_kernel_map_never_holds_more_than_the_cache() {
             .answer_wire(&q, SocketAddr::from((CLIENT_IP, CLIENT_PORT)), &mut out)
             .is_some();
         let k = h.kernel(programs::DNS_XDP, &q);
-        assert!(held || k.is_none(), "{n}: the kernel answers what userspace evicted");
+        assert!(
+            held || k.is_none(),
+            "{n}: the kernel answers what userspace evicted"
+        );
         if k.is_some() {
             answered += 1;
             h.check(programs::DNS_XDP, &q);
@@ -510,14 +549,24 @@ fn the_kernel_map_never_holds_more_than_the_cache() {
     // The LRU map may drop an entry before the agent deletes it (its free lists are per CPU),
     // never hold one more.
     assert!(answered >= 1, "the names held are answered in the kernel");
-    assert_eq!(answered, h.answers.read_all().len(), "every entry of the map answers");
+    assert_eq!(
+        answered,
+        h.answers.read_all().len(),
+        "every entry of the map answers"
+    );
 }
 
 /// `Web.Example.com.` for `web.example.com.`: every other letter upper case.
 fn mixed_case(name: &str) -> String {
     name.chars()
         .enumerate()
-        .map(|(i, c)| if i % 2 == 0 { c.to_ascii_uppercase() } else { c })
+        .map(|(i, c)| {
+            if i % 2 == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -597,5 +646,8 @@ fn mutated_queries_of_cached_names_are_answered_as_userspace_or_passed() {
         }
     }
     eprintln!("{packets} mutated queries: {answered} answered in the kernel, each as userspace");
-    assert!(answered > 0, "some mutations (ID, flags) are still cached questions");
+    assert!(
+        answered > 0,
+        "some mutations (ID, flags) are still cached questions"
+    );
 }

@@ -138,7 +138,10 @@ pub enum DataplaneError {
     TooManyServiceIps { count: usize, max: usize },
     #[error("the kernel maps need room for at least one name (--kernel-map-entries 0)")]
     NoMapEntries,
-    #[error("the kernel cache map {} needs room for at least one answer (capacity 0)", dns_common::cache::MAP_NAME)]
+    #[error(
+        "the kernel cache map {} needs room for at least one answer (capacity 0)",
+        dns_common::cache::MAP_NAME
+    )]
     NoCacheEntries,
 }
 

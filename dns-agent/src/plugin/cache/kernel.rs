@@ -81,7 +81,8 @@ pub fn answer_of(msg: &[u8], single_address_only: bool) -> Option<CachedAnswer> 
             break;
         }
         let label = msg.get(at + 1..at + 1 + len)?;
-        let plain = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_';
+        let plain =
+            |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_';
         if len > 63 || !label.iter().all(plain) {
             return None;
         }
@@ -138,7 +139,20 @@ mod tests {
     /// A response as the byte path stores it: `answers` records of (owner bytes, type, TTL,
     /// rdata) after the question `www.example.org. A`.
     fn msg(an: &[(&[u8], u16, u32, &[u8])], ns: u16, ar: u16, qname: &[u8]) -> Vec<u8> {
-        let mut m = vec![0, 0, 0x81, 0x80, 0, 1, 0, an.len() as u8, 0, ns as u8, 0, ar as u8];
+        let mut m = vec![
+            0,
+            0,
+            0x81,
+            0x80,
+            0,
+            1,
+            0,
+            an.len() as u8,
+            0,
+            ns as u8,
+            0,
+            ar as u8,
+        ];
         m.extend_from_slice(qname);
         m.extend_from_slice(&[0, 1, 0, 1]);
         for (owner, t, ttl, rdata) in an {
@@ -168,7 +182,10 @@ mod tests {
             WWW,
         );
         assert_eq!(answer_of(&two, false).map(|v| v.count), Some(2));
-        assert!(answer_of(&two, true).is_none(), "loadbalance: one address only");
+        assert!(
+            answer_of(&two, true).is_none(),
+            "loadbalance: one address only"
+        );
         let cases: [(&str, Vec<u8>); 8] = [
             (
                 "two TTLs",
@@ -181,7 +198,15 @@ mod tests {
             ),
             (
                 "a CNAME",
-                msg(&[(PTR, 5, 30, b"\x03foo\xc0\x10"), (PTR, 1, 30, &[1, 2, 3, 4])], 0, 0, WWW),
+                msg(
+                    &[
+                        (PTR, 5, 30, b"\x03foo\xc0\x10"),
+                        (PTR, 1, 30, &[1, 2, 3, 4]),
+                    ],
+                    0,
+                    0,
+                    WWW,
+                ),
             ),
             (
                 "an owner spelled out",
@@ -192,33 +217,57 @@ mod tests {
                 m.extend_from_slice(&[0xc0, 0x10, 0, 2, 0, 1, 0, 0, 0, 30, 0, 2, 0xc0, 0x10]);
                 m
             }),
-            ("an additional record", msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 1, WWW)),
+            (
+                "an additional record",
+                msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 1, WWW),
+            ),
             ("no answer", msg(&[], 0, 0, WWW)),
             (
                 "an upper-case name",
-                msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 0, b"\x03WWW\x07example\x03org\x00"),
+                msg(
+                    &[(PTR, 1, 30, &[1, 2, 3, 4])],
+                    0,
+                    0,
+                    b"\x03WWW\x07example\x03org\x00",
+                ),
             ),
-            ("a name with other bytes", msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 0, b"\x03w*w\x00")),
+            (
+                "a name with other bytes",
+                msg(&[(PTR, 1, 30, &[1, 2, 3, 4])], 0, 0, b"\x03w*w\x00"),
+            ),
         ];
         for (what, m) in cases {
             assert!(answer_of(&m, false).is_none(), "{what}");
         }
-        let many: Vec<(&[u8], u16, u32, &[u8])> =
-            (0..=MAX_ADDRS).map(|_| (PTR, 1u16, 30u32, &[1u8, 2, 3, 4][..])).collect();
-        assert!(answer_of(&msg(&many, 0, 0, WWW), false).is_none(), "too many");
-        assert!(answer_of(&msg(&many[1..], 0, 0, WWW), false).is_some(), "as many as fit");
+        let many: Vec<(&[u8], u16, u32, &[u8])> = (0..=MAX_ADDRS)
+            .map(|_| (PTR, 1u16, 30u32, &[1u8, 2, 3, 4][..]))
+            .collect();
+        assert!(
+            answer_of(&msg(&many, 0, 0, WWW), false).is_none(),
+            "too many"
+        );
+        assert!(
+            answer_of(&msg(&many[1..], 0, 0, WWW), false).is_some(),
+            "as many as fit"
+        );
         let v6 = [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
         let mut aaaa = msg(&[(PTR, 28, 30, &v6)], 0, 0, WWW);
         // The question asks AAAA.
         let qtype_at = 12 + WWW.len();
         aaaa[qtype_at + 1] = 28;
         let v = answer_of(&aaaa, false).expect("one AAAA record");
-        assert_eq!(v.addrs[0], [
-            u32::from_ne_bytes([0x20, 1, 0x0d, 0xb8]),
-            0,
-            0,
-            u32::from_ne_bytes([0, 0, 0, 1])
-        ]);
-        assert!(answer_of(&one[..one.len() - 1], false).is_none(), "cut short");
+        assert_eq!(
+            v.addrs[0],
+            [
+                u32::from_ne_bytes([0x20, 1, 0x0d, 0xb8]),
+                0,
+                0,
+                u32::from_ne_bytes([0, 0, 0, 1])
+            ]
+        );
+        assert!(
+            answer_of(&one[..one.len() - 1], false).is_none(),
+            "cut short"
+        );
     }
 }

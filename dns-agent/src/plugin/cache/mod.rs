@@ -529,8 +529,8 @@ impl Inner {
             if let (Some(link), Some(wire), true) = (link, &entry.wire, kind_success) {
                 // Only the plain key: no DO, no CD bit (the kernel passes those queries).
                 if slot.key.flags() == 0 {
-                    entry.kernel = kernel::answer_of(wire.bytes(), link.single_address_only)
-                        .map(|mut v| {
+                    entry.kernel =
+                        kernel::answer_of(wire.bytes(), link.single_address_only).map(|mut v| {
                             let epoch = self.clock.epoch_ns();
                             v.decay_from_ns = epoch + now_ms * 1_000_000;
                             v.expires_ns = epoch + (now_ms + ttl_ms) * 1_000_000;

@@ -411,13 +411,15 @@ fn sync_kernel(kernel: Option<&KernelLink>, key: &[u8], entry: &Entry, was: bool
         return false;
     };
     match &entry.kernel {
-        Some(value) => kernel.put_key(key, value) || {
-            // Not written (the map refused it): make sure no older answer stays.
-            if was {
-                kernel.remove_key(key);
+        Some(value) => {
+            kernel.put_key(key, value) || {
+                // Not written (the map refused it): make sure no older answer stays.
+                if was {
+                    kernel.remove_key(key);
+                }
+                false
             }
-            false
-        },
+        }
         None => {
             if was {
                 kernel.remove_key(key);

@@ -956,7 +956,9 @@ async fn concurrent_queries_from_many_tasks() {
 /// What the cache wrote to a (fake) kernel map: the live entries by (name, type).
 #[derive(Default)]
 struct FakeKernel {
-    entries: std::sync::Mutex<std::collections::BTreeMap<(Vec<u8>, u16), dns_common::cache::CachedAnswer>>,
+    entries: std::sync::Mutex<
+        std::collections::BTreeMap<(Vec<u8>, u16), dns_common::cache::CachedAnswer>,
+    >,
     puts: AtomicUsize,
     removes: AtomicUsize,
 }
@@ -1021,7 +1023,11 @@ async fn kernel_gets_plain_address_answers_with_their_times() {
     h.advance(3.5);
     h.ask_a("www.example.org.").await;
     let v = kernel.get(WWW_WIRE, 1).expect("written to the kernel");
-    assert_eq!((v.count, v.ttl), (2, 60), "two addresses, the TTL capped at 60");
+    assert_eq!(
+        (v.count, v.ttl),
+        (2, 60),
+        "two addresses, the TTL capped at 60"
+    );
     assert_eq!(
         (v.decay_from_ns, v.expires_ns),
         (3_500_000_000, 63_500_000_000),
@@ -1102,10 +1108,17 @@ async fn kernel_follows_replacements_denials_and_evictions() {
     for i in 0..32 {
         h.ask_a(&format!("n{i}.example.org.")).await;
         let (success, _) = h.cache.len();
-        assert_eq!(kernel.names().len(), success, "the kernel follows the table");
+        assert_eq!(
+            kernel.names().len(),
+            success,
+            "the kernel follows the table"
+        );
         assert!(success <= 4);
     }
-    assert!(kernel.removes.load(Ordering::SeqCst) >= 28, "evictions deleted");
+    assert!(
+        kernel.removes.load(Ordering::SeqCst) >= 28,
+        "evictions deleted"
+    );
     // A cache that goes away (reload) takes its answers out of the kernel.
     drop(h);
     assert!(kernel.names().is_empty(), "{:?}", kernel.names());
@@ -1126,7 +1139,10 @@ async fn kernel_link_rules() {
     h.ask_a("one.example.org.").await;
     assert_eq!(
         kernel.names(),
-        [(String::from_utf8_lossy(b"\x03one\x07example\x03org\x00").into_owned(), 1)]
+        [(
+            String::from_utf8_lossy(b"\x03one\x07example\x03org\x00").into_owned(),
+            1
+        )]
     );
     // Linked once only.
     assert!(!h.cache.link_kernel(KernelLink {
