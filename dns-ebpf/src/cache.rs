@@ -34,8 +34,8 @@ use crate::{
 pub static DNS_CACHE: LruHashMap<CacheKey, CachedAnswer> =
     LruHashMap::with_max_entries(cache::CAPACITY, 0);
 
-/// The question's name, loaded again for the cache path (per-CPU, not on the stack: the main
-/// path's frame leaves no room for a second copy).
+/// The question's name, loaded again for the cache program (a per-CPU value rather than 256
+/// bytes of stack).
 #[map]
 static DNS_CACHE_NAME: PerCpuArray<[u64; NAME_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 
@@ -63,7 +63,7 @@ pub fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
 /// Answers the query from `DNS_CACHE` when it holds the name as sent (lower case) and the type,
 /// and the entry has not expired; `miss` otherwise. Called when the cluster maps missed.
 #[inline(always)]
-pub fn answer<P: Packet, const AAAA: bool>(
+fn answer<P: Packet, const AAAA: bool>(
     p: &mut P,
     ip: &Ipv4,
     udp: &Udp,
