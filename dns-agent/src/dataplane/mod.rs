@@ -1078,6 +1078,31 @@ mod tests {
         };
         let err = Dataplane::start(&empty).expect_err("no room");
         assert!(err.to_string().contains("--kernel-map-entries"), "{err}");
+        let no_cache = DataplaneConfig {
+            cache_entries: 0,
+            ..cfg(&["lo"], AttachMode::Auto)
+        };
+        let err = Dataplane::start(&no_cache).expect_err("no room");
+        assert!(err.to_string().contains("DNS_CACHE"), "{err}");
+    }
+
+    /// The smallest kernel cache (a Corefile without a cache the kernel can repeat) loads, and
+    /// the cache programs sit in their program arrays.
+    #[test]
+    fn one_entry_kernel_cache_loads_with_its_programs() {
+        private_netns();
+        let one = DataplaneConfig {
+            cache_entries: 1,
+            ..cfg(&[], AttachMode::Auto)
+        };
+        let dp = Dataplane::start(&one).expect("start with one cache entry");
+        assert_eq!(dp.kernel_cache().capacity(), 1);
+        for next in &dp.next {
+            assert_eq!(
+                next.indices().filter_map(Result::ok).collect::<Vec<_>>(),
+                [0]
+            );
+        }
     }
 
     #[test]
