@@ -16,7 +16,8 @@ use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::k8s::ApiSource;
 use crate::k8s::{self, K8sError, WatchConfig};
 use crate::metrics::{KernelStatsFn, Metrics, MetricsError, MetricsHandle, MetricsServer};
-use crate::plugin::SharedRouter;
+use crate::plugin::cache::KernelCache;
+use crate::plugin::{Router, SharedRouter};
 use crate::records::{self, Changes, PodMode, Records, SharedRecords};
 use crate::server::{DnsServer, ServerConfig, ServerError, ServerHandle};
 use crate::snapshot::{self, SnapshotError};
@@ -217,6 +218,9 @@ impl App {
                 })
             })
         });
+        // The caches whose answers the kernel repeats: those of that port's chains.
+        let kernel_router = routers.as_ref().and_then(|r| r.get(&kernel_port)).cloned();
+        let kernel_plan_port = kernel_port;
         let kernel_port = bound
             .iter()
             .find(|(planned, _)| *planned == kernel_port)
@@ -260,6 +264,8 @@ impl App {
                 kernel_port,
                 kernel_rotates,
                 &records.load(),
+                kernel_router.as_deref(),
+                &metrics,
             )?),
             None => None,
         };
@@ -372,6 +378,10 @@ impl App {
                         routers: routers_of_ports.clone(),
                         records: records.clone(),
                         metrics: Arc::clone(&metrics),
+                        kernel_cache: dataplane.as_ref().map(|dp| {
+                            let sink: Arc<dyn KernelCache> = lock(dp).kernel_cache();
+                            (kernel_plan_port, sink)
+                        }),
                     };
                     tokio::spawn(watcher.run(every, jitter))
                 })
@@ -635,6 +645,8 @@ struct Reloader {
     routers: BTreeMap<u16, SharedRouter>,
     records: SharedRecords,
     metrics: Arc<Metrics>,
+    /// The port the kernel serves and its `DNS_CACHE`: the new chains' caches write there.
+    kernel_cache: Option<(u16, Arc<dyn KernelCache>)>,
 }
 
 impl Reloader {
@@ -707,6 +719,12 @@ impl Reloader {
             metrics: &self.metrics,
         };
         let routers = config::build(&plan, &ctx).map_err(|e| e.to_string())?;
+        if let Some((port, sink)) = &self.kernel_cache {
+            // The old chains' caches take their answers out of the kernel as they go.
+            if let Some(router) = routers.get(port) {
+                router.link_kernel_cache(sink);
+            }
+        }
         for (port, router) in routers {
             if let Some(shared) = self.routers.get(&port) {
                 *shared.write().unwrap_or_else(PoisonError::into_inner) = router;
@@ -739,12 +757,30 @@ fn release_free_memory() {
     }
 }
 
+/// Capacity of `DNS_CACHE`: the success capacities of the caches whose answers the kernel
+/// repeats (at least 1).
+fn kernel_cache_entries(router: Option<&Router>) -> u32 {
+    let total: usize = router
+        .map(|r| {
+            r.kernel_caches()
+                .iter()
+                .map(|(c, _)| c.config().success.capacity)
+                .sum()
+        })
+        .unwrap_or(0);
+    u32::try_from(total).unwrap_or(u32::MAX).max(1)
+}
+
+/// Loads and attaches the kernel program, fills its maps from `records` and links the caches
+/// of `router` (the port the kernel serves) to its `DNS_CACHE`.
 fn start_dataplane(
     kernel: &KernelConfig,
     config: &Config,
     port: u16,
     rotate: bool,
     records: &Records,
+    router: Option<&Router>,
+    metrics: &Metrics,
 ) -> Result<SharedDataplane, AppError> {
     let cfg = DataplaneConfig {
         interfaces: kernel.interfaces.clone(),
@@ -753,12 +789,26 @@ fn start_dataplane(
         mode: kernel.mode.into(),
         program: kernel.program.into(),
         map_entries: kernel.map_entries,
+        cache_entries: kernel_cache_entries(router),
     };
     // On error `dp` is dropped here, which detaches whatever was attached.
     let mut dp = Dataplane::start(&cfg)?;
     dp.set_rotation(rotate)?;
     if rotate {
         log::info!("kernel answers rotated, as loadbalance rotates them");
+    }
+    let answers = dp.kernel_cache();
+    answers.report_to(&metrics.registry);
+    if let Some(router) = router {
+        let sink: Arc<dyn KernelCache> = answers;
+        let linked = router.link_kernel_cache(&sink);
+        if linked > 0 {
+            log::info!(
+                "kernel cache: {linked} cache(s) write their answers to {} ({} entries)",
+                dns_common::cache::MAP_NAME,
+                cfg.cache_entries
+            );
+        }
     }
     let (report, aaaa_report) = dp.sync_records(records)?;
     log::info!(

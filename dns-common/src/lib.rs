@@ -2,6 +2,7 @@
 //! value layouts, statistics reasons, and the name hash both sides must compute identically.
 #![no_std]
 
+pub mod cache;
 pub mod config;
 pub mod name;
 pub mod records;

@@ -64,6 +64,7 @@ pub fn reply<P: Packet, R: Rrset>(
         answers: n as u16,
         authority: 0,
         len: n * R::ANSWER_LEN,
+        flags: None,
     };
     let first = if n > 1 { first_answer(n)? } else { 0 };
     respond(p, ip, udp, q, found.name_sum, sections, |p, off| {
@@ -117,6 +118,7 @@ pub fn negative<P: Packet>(
         answers: 0,
         authority: 1,
         len: soa::RECORD_LEN,
+        flags: None,
     };
     respond(p, ip, udp, q, name_sum, sections, |p, off| {
         write_soa(p, off, zone_at, soa)
@@ -177,13 +179,16 @@ fn write_soa<P: Packet>(p: &P, off: usize, zone_at: u16, soa: &Soa) -> Result<(u
 }
 
 /// The sections a response carries after its question.
-struct Sections {
-    /// RCODE of the response.
-    rcode: u8,
-    answers: u16,
-    authority: u16,
+pub struct Sections {
+    /// RCODE of the response (when `flags` is `None`).
+    pub rcode: u8,
+    pub answers: u16,
+    pub authority: u16,
     /// Their length in bytes (even).
-    len: usize,
+    pub len: usize,
+    /// The header's two flag bytes (native-endian load of the wire bytes); `None`: QR AA, RD
+    /// and CD copied, RCODE 0 (the cluster zone's answers).
+    pub flags: Option<u16>,
 }
 
 /// Rewrites the query into a response with `sections` (written by `body` at the offset it is
@@ -191,7 +196,7 @@ struct Sections {
 /// question as sent (`name_sum`: its name's sum) and the OPT echoed; resizes the packet and
 /// computes every checksum. The caller sends it back.
 #[inline(always)]
-fn respond<P: Packet>(
+pub fn respond<P: Packet>(
     p: &mut P,
     ip: &Ip,
     udp: &Udp,
@@ -226,11 +231,15 @@ fn respond<P: Packet>(
     // for IPv4's and IPv6's), then the UDP length field itself.
     let mut sum = ports[0] as u64 + ports[1] as u64 + addr_sum + 0x1100 + 2 * udp_len_be as u64;
 
-    // Header: ID kept; QR AA, RD copied | CD copied, RCODE; QD 1, AN, NS, AR 0/1.
-    let flags = u16::from_ne_bytes([
-        0x84 | (q.flags_hi & 0x01),
-        (q.flags_lo & 0x10) | sections.rcode,
-    ]);
+    // Header: ID kept; QR AA, RD copied | CD copied, RCODE; QD 1, AN, NS, AR 0/1 (or the
+    // flags given).
+    let flags = match sections.flags {
+        Some(flags) => flags,
+        None => u16::from_ne_bytes([
+            0x84 | (q.flags_hi & 0x01),
+            (q.flags_lo & 0x10) | sections.rcode,
+        ]),
+    };
     let hdr = [
         q.id as u32 | (flags as u32) << 16,
         1u16.to_be() as u32 | (sections.answers.to_be() as u32) << 16,

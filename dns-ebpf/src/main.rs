@@ -1,10 +1,12 @@
 //! dns-ebpf: the XDP and TC programs that answer A and AAAA queries, over IPv4 or IPv6, from
 //! `DNS_A` and `DNS_AAAA` (NODATA with `DNS_SOA`'s record for a name that has only the other
-//! type, NXDOMAIN for one `DNS_TREE` proves absent).
+//! type, NXDOMAIN for one `DNS_TREE` proves absent), and external names from `DNS_CACHE` (what
+//! the agent's `cache` plugin holds) until they expire.
 #![no_std]
 #![no_main]
 
 mod answer;
+mod cache;
 mod dns;
 mod eth;
 mod ip;
@@ -20,7 +22,7 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_F_NO_PREALLOC, TC_ACT_OK},
     helpers::generated::bpf_redirect,
     macros::{classifier, map, xdp},
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray},
     programs::{TcContext, XdpContext},
 };
 use dns_common::{config, name::NAME_WORDS, records, soa};
@@ -62,10 +64,25 @@ static DNS_NAME: PerCpuArray<[u64; NAME_WORDS]> = PerCpuArray::with_max_entries(
 pub static DNS_TREE: HashMap<records::NameKey, dns_common::tree::Node> =
     HashMap::with_max_entries(dns_common::tree::CAPACITY, BPF_F_NO_PREALLOC);
 
+/// The program a query `dns_xdp`'s cluster maps miss goes on to: `dns_cache_xdp` in slot 0
+/// (written by the agent; a program array holds programs of one type). Empty: passed.
+#[map]
+pub static DNS_NEXT_XDP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// `dns_tc`'s twin of `DNS_NEXT_XDP`: `dns_cache_tc` in slot 0.
+#[map]
+pub static DNS_NEXT_TC: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
 /// Answers A and AAAA queries for known names with `XDP_TX`; passes everything else untouched.
 #[xdp]
 pub fn dns_xdp(ctx: XdpContext) -> u32 {
-    xdp_verdict(try_answer(&mut Xdp(ctx)))
+    let mut p = Xdp(ctx);
+    let res = try_answer(&mut p);
+    if res == Err(dns_common::stats::MISS) {
+        // SAFETY: a tail call into a program of the same type; on failure it returns here.
+        unsafe { DNS_NEXT_XDP.tail_call(&p.0, 0) };
+    }
+    xdp_verdict(res)
 }
 
 /// TC ingress twin of `dns_xdp`: the answer leaves through the interface the query came in on.
@@ -73,6 +90,25 @@ pub fn dns_xdp(ctx: XdpContext) -> u32 {
 pub fn dns_tc(ctx: TcContext) -> i32 {
     let mut p = Tc(ctx);
     let res = try_answer(&mut p);
+    if res == Err(dns_common::stats::MISS) {
+        // SAFETY: as in `dns_xdp`.
+        unsafe { DNS_NEXT_TC.tail_call(&p.0, 0) };
+    }
+    tc_verdict(&p, res)
+}
+
+/// The kernel cache (`DNS_CACHE`) for a query the cluster maps missed, reached by a tail call
+/// from `dns_xdp`: answered with `XDP_TX`, or passed (counted as `miss`, as it came).
+#[xdp]
+pub fn dns_cache_xdp(ctx: XdpContext) -> u32 {
+    xdp_verdict(cache::try_answer(&mut Xdp(ctx)))
+}
+
+/// TC twin of `dns_cache_xdp`, reached from `dns_tc`.
+#[classifier]
+pub fn dns_cache_tc(ctx: TcContext) -> i32 {
+    let mut p = Tc(ctx);
+    let res = cache::try_answer(&mut p);
     tc_verdict(&p, res)
 }
 

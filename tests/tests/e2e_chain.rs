@@ -425,7 +425,8 @@ fn glibc_search_list_reaches_the_upstream() {
 }
 
 /// A cached answer's TTL goes down by the time it spent in the cache, and the upstream is
-/// asked once; with both upstreams stopped the cache still answers.
+/// asked once: the repeat is answered by the kernel (`DNS_CACHE`), as userspace's cache
+/// answers it over TCP; with both upstreams stopped the cache still answers.
 #[test]
 fn cache_serves_repeats_with_decaying_ttl() {
     let mut chain = Chain::start("e2e-chain-cache", false);
@@ -434,12 +435,21 @@ fn cache_serves_repeats_with_decaying_ttl() {
     first.expect_addrs("A", &[knot::MAIL.1]);
     let ttl1 = first.max_ttl();
     assert!((2..=CACHE_TTL).contains(&ttl1), "{}", first.out.text);
+    assert_eq!(
+        metric(&chain, "dns_agent_kernel_cache_entries"),
+        1,
+        "the answer was written to the kernel's cache"
+    );
+    assert!(metric(&chain, "dns_agent_kernel_cache_writes_total") >= 1);
     let hits_before = metric(&chain, "coredns_cache_hits_total");
     let from_bytes_before = metric(&chain, "dns_agent_userspace_cache_hits_from_bytes_total");
+    let kernel_before = metric(&chain, "dns_agent_kernel_responses_total");
 
     thread::sleep(Duration::from_millis(2_100));
     let second_start = Instant::now();
     let second = chain.ask(Client::Dig, &[], knot::MAIL.0, "A");
+    // The same question over TCP: userspace's cache, at the same time.
+    let tcp = chain.ask(Client::Dig, &["+tcp"], knot::MAIL.0, "A");
     second.expect_addrs("A", &[knot::MAIL.1]);
     let elapsed = second_start.duration_since(first_done).as_secs() as u32;
     assert!(elapsed >= 2);
@@ -455,16 +465,47 @@ fn cache_serves_repeats_with_decaying_ttl() {
         "Knot saw the first query only"
     );
     assert_eq!(
-        metric(&chain, "coredns_cache_hits_total"),
-        hits_before + 1,
-        "the second answer is a cache hit"
+        metric(&chain, "dns_agent_kernel_responses_total"),
+        kernel_before + 1,
+        "the repeat was answered by the kernel"
     );
-    // dig's query (EDNS with a cookie option) is in the plain shape and `errors` lets a
-    // cached answer through: the hit was written from the entry's bytes.
     assert_eq!(
         metric(&chain, "dns_agent_userspace_cache_hits_from_bytes_total"),
-        from_bytes_before + 1,
-        "the hit was written from bytes"
+        from_bytes_before,
+        "not by userspace"
+    );
+    assert_eq!(
+        metric(&chain, "coredns_cache_hits_total"),
+        hits_before + 1,
+        "the TCP query is userspace's cache hit"
+    );
+    // Kernel and userspace: the same flags, records and (within the second between the two
+    // queries) TTL.
+    assert_eq!(
+        second.out.flags, tcp.out.flags,
+        "{}\n{}",
+        second.out.text, tcp.out.text
+    );
+    let strip = |r: &Reply| {
+        r.answer
+            .iter()
+            .map(|(n, _, t, d)| (n.clone(), t.clone(), d.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(&second),
+        strip(&tcp),
+        "{}\n{}",
+        second.out.text,
+        tcp.out.text
+    );
+    assert!(
+        second.max_ttl() >= tcp.max_ttl() && second.max_ttl() <= tcp.max_ttl() + 1,
+        "kernel TTL {} and userspace's {} a moment later:\n{}\n{}",
+        second.max_ttl(),
+        tcp.max_ttl(),
+        second.out.text,
+        tcp.out.text
     );
 
     // Nothing upstream any more: the cache alone answers, the TTL still going down.

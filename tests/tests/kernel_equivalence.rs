@@ -62,6 +62,7 @@ impl Harness {
             mode: AttachMode::Auto,
             program: KernelProgram::Answer,
             map_entries,
+            cache_entries: 16,
         };
         let mut dp = Dataplane::start_with_object(EBPF_OBJECT, &cfg)
             .unwrap_or_else(|e| panic!("loading the kernel program (root needed): {e}"));

@@ -6,15 +6,17 @@
 //! XDP_TX on a veth only reaches a peer that has an XDP program itself, while the TC program
 //! redirects the answer out of the interface the query came in on.
 
+mod cache;
 mod iface;
 mod names;
 mod sync;
 mod tree;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray, ProgramArray},
     programs::tc::SchedClassifierLinkId,
     programs::{tc, xdp::XdpLinkId, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
     Ebpf, EbpfError, EbpfLoader,
@@ -26,6 +28,7 @@ use dns_common::{
     stats,
 };
 
+pub use cache::KernelAnswers;
 pub use names::{to_wire, NameError};
 pub use tree::TreeReport;
 
@@ -45,6 +48,15 @@ pub mod programs {
     pub const REFLECT_XDP: &str = "reflect_xdp";
     /// TC twin of `REFLECT_XDP`.
     pub const REFLECT_TC: &str = "reflect_tc";
+    /// XDP: the kernel cache (`DNS_CACHE`), tail-called by `dns_xdp` on a miss (slot 0 of
+    /// `DNS_NEXT_XDP`).
+    pub const DNS_CACHE_XDP: &str = "dns_cache_xdp";
+    /// TC twin of `DNS_CACHE_XDP`, tail-called by `dns_tc` (slot 0 of `DNS_NEXT_TC`).
+    pub const DNS_CACHE_TC: &str = "dns_cache_tc";
+    /// The program array `dns_xdp` tail-calls through (one type per array).
+    pub const NEXT_XDP_MAP: &str = "DNS_NEXT_XDP";
+    /// The program array `dns_tc` tail-calls through.
+    pub const NEXT_TC_MAP: &str = "DNS_NEXT_TC";
 }
 
 /// How to attach the kernel program to an interface.
@@ -79,6 +91,10 @@ pub struct DataplaneConfig {
     /// Capacity of `DNS_A` and of `DNS_AAAA` (names each), set when the object is loaded; at
     /// least 1. [`records::CAPACITY`] is the object's own.
     pub map_entries: u32,
+    /// Capacity of `DNS_CACHE` (cached answers), at least 1: the success capacity of the
+    /// caches whose answers the kernel repeats. [`dns_common::cache::CAPACITY`] is the
+    /// object's own.
+    pub cache_entries: u32,
 }
 
 /// Why the kernel path failed.
@@ -129,6 +145,11 @@ pub enum DataplaneError {
     },
     #[error("the kernel maps need room for at least one name (--kernel-map-entries 0)")]
     NoMapEntries,
+    #[error(
+        "the kernel cache map {} needs room for at least one answer (capacity 0)",
+        dns_common::cache::MAP_NAME
+    )]
+    NoCacheEntries,
 }
 
 /// What `sync_a` (or `sync_aaaa`, or their `_names` twins) changed.
@@ -188,6 +209,11 @@ pub struct Dataplane {
     written: sync::Written,
     /// What `aaaa` holds, as last written by `sync_aaaa`/`sync_aaaa_names`.
     written_aaaa: sync::Written,
+    /// `DNS_CACHE`, shared with the caches that write to it.
+    cache: Arc<KernelAnswers>,
+    /// `DNS_NEXT_XDP` and `DNS_NEXT_TC`, held so that their slots stay (the kernel empties a
+    /// program array when the last user-space reference to it goes).
+    next: [ProgramArray<MapData>; 2],
 }
 
 impl Dataplane {
@@ -216,6 +242,9 @@ impl Dataplane {
         if cfg.map_entries == 0 {
             return Err(DataplaneError::NoMapEntries);
         }
+        if cfg.cache_entries == 0 {
+            return Err(DataplaneError::NoCacheEntries);
+        }
         for name in &cfg.interfaces {
             if iface::index(name).is_none() {
                 return Err(DataplaneError::NoSuchInterface(name.clone()));
@@ -228,6 +257,7 @@ impl Dataplane {
             .map_max_entries(records::MAP_NAME, cfg.map_entries)
             .map_max_entries(records::AAAA_MAP_NAME, cfg.map_entries)
             .map_max_entries(dns_common::tree::MAP_NAME, cfg.map_entries)
+            .map_max_entries(dns_common::cache::MAP_NAME, cfg.cache_entries)
             .load(object)
             .map_err(DataplaneError::Load)?;
         write_config(&mut ebpf, cfg)?;
@@ -236,6 +266,14 @@ impl Dataplane {
         let stats = take_map(&mut ebpf, stats::MAP_NAME)?;
         let soa = take_map(&mut ebpf, soa::MAP_NAME)?;
         let tree = tree::Tree::new(take_map(&mut ebpf, dns_common::tree::MAP_NAME)?);
+        let cache = Arc::new(KernelAnswers::new(
+            take_map(&mut ebpf, dns_common::cache::MAP_NAME)?,
+            cfg.cache_entries,
+        ));
+        let next = [
+            take_map(&mut ebpf, programs::NEXT_XDP_MAP)?,
+            take_map(&mut ebpf, programs::NEXT_TC_MAP)?,
+        ];
         let mut dp = Dataplane {
             ebpf,
             links: Vec::new(),
@@ -249,7 +287,12 @@ impl Dataplane {
             map_entries: cfg.map_entries,
             written: sync::Written::new(),
             written_aaaa: sync::Written::new(),
+            cache,
+            next,
         };
+        if cfg.program == KernelProgram::Answer {
+            dp.load_cache_programs()?;
+        }
         // On error `dp` is dropped, which detaches what was attached so far.
         for name in &cfg.interfaces {
             dp.attach(name, cfg)?;
@@ -296,6 +339,39 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Loads the cache programs and puts them in `DNS_NEXT_XDP` and `DNS_NEXT_TC`, where the
+    /// answerers tail-call them on a miss.
+    fn load_cache_programs(&mut self) -> Result<(), DataplaneError> {
+        let map_err = |name: &'static str| move |source| DataplaneError::Map { name, source };
+        let name = programs::DNS_CACHE_XDP;
+        let fd = self
+            .program::<Xdp>(name)?
+            .fd()
+            .map_err(|source| DataplaneError::Program { name, source })?
+            .try_clone()
+            .map_err(|e| DataplaneError::Program {
+                name,
+                source: ProgramError::IOError(e),
+            })?;
+        self.next[0]
+            .set(0, &fd, 0)
+            .map_err(map_err(programs::NEXT_XDP_MAP))?;
+        let name = programs::DNS_CACHE_TC;
+        let fd = self
+            .program::<SchedClassifier>(name)?
+            .fd()
+            .map_err(|source| DataplaneError::Program { name, source })?
+            .try_clone()
+            .map_err(|e| DataplaneError::Program {
+                name,
+                source: ProgramError::IOError(e),
+            })?;
+        self.next[1]
+            .set(0, &fd, 0)
+            .map_err(map_err(programs::NEXT_TC_MAP))?;
+        Ok(())
+    }
+
     /// The descriptor of the program `name` (one of [`programs`]), loaded on first use: to run
     /// it on packets (`BPF_PROG_TEST_RUN`) against the maps this dataplane writes, attached or
     /// not.
@@ -303,7 +379,10 @@ impl Dataplane {
         &mut self,
         name: &'static str,
     ) -> Result<std::os::fd::BorrowedFd<'_>, DataplaneError> {
-        if name == programs::DNS_TC || name == programs::REFLECT_TC {
+        if name == programs::DNS_TC
+            || name == programs::REFLECT_TC
+            || name == programs::DNS_CACHE_TC
+        {
             self.program::<SchedClassifier>(name)?;
         } else {
             self.program::<Xdp>(name)?;
@@ -626,6 +705,11 @@ impl Dataplane {
         Ok(report)
     }
 
+    /// `DNS_CACHE`: where the caches write the answers the kernel repeats.
+    pub fn kernel_cache(&self) -> Arc<KernelAnswers> {
+        Arc::clone(&self.cache)
+    }
+
     /// Capacity of `DNS_A` and of `DNS_AAAA` (names each), as loaded.
     pub fn map_entries(&self) -> u32 {
         self.map_entries
@@ -929,6 +1013,7 @@ mod tests {
             mode,
             program: KernelProgram::Answer,
             map_entries: records::CAPACITY,
+            cache_entries: dns_common::cache::CAPACITY,
         }
     }
 
@@ -1201,6 +1286,31 @@ mod tests {
         };
         let err = Dataplane::start(&empty).expect_err("no room");
         assert!(err.to_string().contains("--kernel-map-entries"), "{err}");
+        let no_cache = DataplaneConfig {
+            cache_entries: 0,
+            ..cfg(&["lo"], AttachMode::Auto)
+        };
+        let err = Dataplane::start(&no_cache).expect_err("no room");
+        assert!(err.to_string().contains("DNS_CACHE"), "{err}");
+    }
+
+    /// The smallest kernel cache (a Corefile without a cache the kernel can repeat) loads, and
+    /// the cache programs sit in their program arrays.
+    #[test]
+    fn one_entry_kernel_cache_loads_with_its_programs() {
+        private_netns();
+        let one = DataplaneConfig {
+            cache_entries: 1,
+            ..cfg(&[], AttachMode::Auto)
+        };
+        let dp = Dataplane::start(&one).expect("start with one cache entry");
+        assert_eq!(dp.kernel_cache().capacity(), 1);
+        for next in &dp.next {
+            assert_eq!(
+                next.indices().filter_map(Result::ok).collect::<Vec<_>>(),
+                [0]
+            );
+        }
     }
 
     #[test]

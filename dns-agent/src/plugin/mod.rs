@@ -193,6 +193,33 @@ impl Router {
             .map(|(z, i)| (z, *i))
     }
 
+    /// The caches whose answers the kernel may repeat: those a hit from bytes reaches (see
+    /// [`WirePlan`]) and that allow it ([`cache::Cache::kernel_may_answer`]), each with whether
+    /// `loadbalance` runs before it.
+    pub fn kernel_caches(&self) -> Vec<(Arc<cache::Cache>, bool)> {
+        self.wire
+            .iter()
+            .flatten()
+            .filter(|plan| plan.cache.kernel_may_answer())
+            .map(|plan| (Arc::clone(&plan.cache), plan.loadbalance.is_some()))
+            .collect()
+    }
+
+    /// Links the caches of [`Router::kernel_caches`] to the kernel's map `sink`; with
+    /// `loadbalance` before the cache only answers with one address go there (the kernel does
+    /// not rotate). Returns how many caches were linked.
+    pub fn link_kernel_cache(&self, sink: &Arc<dyn cache::KernelCache>) -> usize {
+        self.kernel_caches()
+            .into_iter()
+            .filter(|(cache, single)| {
+                cache.link_kernel(cache::KernelLink {
+                    sink: Arc::clone(sink),
+                    single_address_only: *single,
+                })
+            })
+            .count()
+    }
+
     /// Writes the response to a UDP query to `out` when it is a cache hit the block's chain
     /// lets through unchanged, read and written as bytes (see [`WirePlan`]): its RCODE. `None`
     /// (nothing written, nothing counted) when the query must go through [`Router::handle`].

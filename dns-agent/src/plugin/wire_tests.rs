@@ -446,3 +446,38 @@ async fn mutated_queries_get_the_same_answer_either_way() {
     pair.same_metrics();
     assert!(pair.from_bytes > 1000, "{} from bytes", pair.from_bytes);
 }
+
+/// A kernel map that only counts what it is given.
+#[derive(Default)]
+struct CountingKernel(std::sync::atomic::AtomicUsize);
+
+impl cache::KernelCache for CountingKernel {
+    fn put(&self, _: &[u8], _: u16, _: &dns_common::cache::CachedAnswer) -> bool {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+    fn remove(&self, _: &[u8], _: u16) {}
+}
+
+/// The caches the kernel repeats are those the byte path answers for (and only one-address
+/// answers behind `loadbalance`).
+#[test]
+fn the_kernel_gets_the_caches_the_byte_path_answers_for() {
+    for (lines, linked, single) in [
+        ("cache", 1, false),
+        ("errors\nprometheus\ncache", 1, false),
+        ("loadbalance\ncache", 1, true),
+        ("log\ncache", 0, false),
+        ("cache {\nprefetch 2\n}", 0, false),
+        ("cache {\nkeepttl\n}", 0, false),
+        ("errors", 0, false),
+    ] {
+        let (router, _, _) = router(lines);
+        let caches = router.kernel_caches();
+        assert_eq!(caches.len(), linked, "{lines}");
+        assert!(caches.iter().all(|(_, s)| *s == single), "{lines}");
+        let sink: Arc<dyn cache::KernelCache> = Arc::new(CountingKernel::default());
+        assert_eq!(router.link_kernel_cache(&sink), linked, "{lines}");
+        assert_eq!(router.link_kernel_cache(&sink), 0, "{lines}: linked once");
+    }
+}

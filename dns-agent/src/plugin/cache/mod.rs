@@ -8,6 +8,7 @@
 //! Each entry also keeps its encoded response, from which plain UDP hits are answered without
 //! decoding anything (`wire.rs`, called by [`crate::plugin::Router::answer_wire`]).
 
+mod kernel;
 mod setup;
 mod store;
 #[cfg(test)]
@@ -16,8 +17,8 @@ mod wire;
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -34,6 +35,7 @@ use crate::corefile::{CorefileError, Directive};
 use crate::metrics::registry::{Counter, Registry};
 use crate::server::answer::Request;
 use crate::server::wire::WireQuery;
+pub use kernel::{answer_of as kernel_answer_of, KernelCache, KernelLink};
 pub use wire::{Rotate, WireHit};
 
 /// The TTL of a denial that carries no SOA to take it from (CoreDNS's fail-safe TTL).
@@ -50,19 +52,40 @@ pub fn setup(d: &Directive, s: &Setup<'_>) -> Result<Arc<dyn Plugin>, CorefileEr
     )))
 }
 
-/// Where the cache reads the time: the system's monotonic clock, or a hand-moved one in tests.
+/// Where the cache reads the time: the system's monotonic clock (CLOCK_MONOTONIC, the clock of
+/// `Instant` and of the kernel's `bpf_ktime_get_ns`), or a hand-moved one in tests.
 #[derive(Clone, Debug)]
 pub struct Clock(ClockKind);
 
 #[derive(Clone, Debug)]
 enum ClockKind {
-    System(Instant),
+    /// CLOCK_MONOTONIC nanoseconds when the clock started.
+    System(u64),
     Manual(Arc<AtomicU64>),
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Clock {
     pub fn system() -> Self {
-        Clock(ClockKind::System(Instant::now()))
+        Clock(ClockKind::System(monotonic_ns()))
+    }
+
+    /// The CLOCK_MONOTONIC nanoseconds at which the clock read 0 (a manual clock: 0).
+    pub fn epoch_ns(&self) -> u64 {
+        match &self.0 {
+            ClockKind::System(epoch) => *epoch,
+            ClockKind::Manual(_) => 0,
+        }
     }
 
     /// A clock that stands still at 0 until moved with [`ManualClock::advance`].
@@ -74,7 +97,7 @@ impl Clock {
     /// Milliseconds since the clock started.
     fn now_ms(&self) -> u64 {
         match &self.0 {
-            ClockKind::System(epoch) => epoch.elapsed().as_millis() as u64,
+            ClockKind::System(epoch) => monotonic_ns().saturating_sub(*epoch) / 1_000_000,
             ClockKind::Manual(ms) => ms.load(Ordering::Relaxed),
         }
     }
@@ -257,6 +280,18 @@ struct Inner {
     counters: Vec<ZoneCounters>,
     hasher: RandomState,
     clock: Clock,
+    /// Where the success entries the kernel can repeat are written (set once, by the agent,
+    /// for the caches of the port the kernel serves).
+    kernel: OnceLock<KernelLink>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A cache that goes away (reload) takes its answers out of the kernel.
+        if let Some(link) = self.kernel.get() {
+            self.success.forget_kernel(link);
+        }
+    }
 }
 
 /// The `cache` plugin.
@@ -359,8 +394,28 @@ impl Cache {
                 hasher,
                 clock,
                 config,
+                kernel: OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets the kernel answer this cache's success entries it can reproduce: from now on they
+    /// are written to `link` when stored and deleted when they go. Not for a cache whose hits
+    /// must be counted by `prefetch`, nor with `keepttl` (the kernel decays TTLs); returns
+    /// whether the link was made (a cache is linked once).
+    pub fn link_kernel(&self, link: KernelLink) -> bool {
+        self.kernel_may_answer() && self.inner.kernel.set(link).is_ok()
+    }
+
+    /// Whether the kernel may repeat this cache's answers: no `prefetch` (it counts hits), no
+    /// `keepttl` (the kernel decays TTLs).
+    pub fn kernel_may_answer(&self) -> bool {
+        self.answers_from_wire() && !self.inner.config.keepttl
+    }
+
+    /// Whether the kernel gets this cache's answers.
+    pub fn is_kernel_linked(&self) -> bool {
+        self.inner.kernel.get().is_some()
     }
 
     /// The configuration it runs with.
@@ -467,21 +522,36 @@ impl Inner {
                 stored_ms: now_ms,
                 ttl,
                 wire: None,
+                kernel: None,
             };
             entry.wire = wire::WireEntry::new(self, &entry, question);
+            let link = self.kernel.get();
+            if let (Some(link), Some(wire), true) = (link, &entry.wire, kind_success) {
+                // Only the plain key: no DO, no CD bit (the kernel passes those queries).
+                if slot.key.flags() == 0 {
+                    entry.kernel =
+                        kernel::answer_of(wire.bytes(), link.single_address_only).map(|mut v| {
+                            let epoch = self.clock.epoch_ns();
+                            v.decay_from_ns = epoch + now_ms * 1_000_000;
+                            v.expires_ns = epoch + (now_ms + ttl_ms) * 1_000_000;
+                            Box::new(v)
+                        });
+                }
+            }
             let entry = Arc::new(entry);
-            let (table, other) = if kind_success {
-                (&self.success, &self.denial)
+            let (table, other, table_link, other_link) = if kind_success {
+                (&self.success, &self.denial, link, None)
             } else {
-                (&self.denial, &self.success)
+                (&self.denial, &self.success, None, link)
             };
-            other.remove(slot.hash, slot.key.bytes());
+            other.remove(slot.hash, slot.key.bytes(), other_link);
             table.insert(
                 slot.hash,
                 slot.key.bytes(),
                 entry,
                 now_ms + ttl_ms,
                 slot.zone,
+                table_link,
             );
             if !self.config.keepttl {
                 cap_ttls(&mut msg, ttl);

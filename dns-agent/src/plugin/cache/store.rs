@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hickory_proto::op::Message;
 
+use dns_common::cache::CachedAnswer;
+
+use super::kernel::KernelLink;
 use crate::metrics::registry::{Counter, Gauge};
 
 /// Most shards a table is split into (CoreDNS's 256).
@@ -33,6 +36,9 @@ pub struct Entry {
     pub ttl: u32,
     /// The response as bytes, for hits answered without decoding.
     pub wire: Option<super::wire::WireEntry>,
+    /// What the kernel answers for it (`DNS_CACHE`), when the cache is linked to the kernel and
+    /// the kernel reproduces the response.
+    pub kernel: Option<Box<CachedAnswer>>,
 }
 
 /// What a lookup decides about one key.
@@ -98,6 +104,8 @@ struct Item {
     refreshing_since: Option<u64>,
     /// Index of the cache zone it counts under.
     zone: u16,
+    /// Whether its answer was written to the kernel's map (deleted there when it goes).
+    in_kernel: bool,
 }
 
 impl Item {
@@ -277,12 +285,23 @@ impl Store {
     }
 
     /// Stores `entry` under `key` until `expires_ms`, replacing what was there (whose hit
-    /// count it keeps); evicts an entry when the shard is full.
-    pub fn insert(&self, hash: u64, key: &[u8], entry: Arc<Entry>, expires_ms: u64, zone: u16) {
+    /// count it keeps); evicts an entry when the shard is full. With `kernel`, the kernel's map
+    /// follows: the entry's kernel answer written (or the old one deleted), the evicted
+    /// entry's deleted, under the shard's lock.
+    pub fn insert(
+        &self,
+        hash: u64,
+        key: &[u8],
+        entry: Arc<Entry>,
+        expires_ms: u64,
+        zone: u16,
+        kernel: Option<&KernelLink>,
+    ) {
         let mut shard = self.shard(hash);
         if let Some(i) = shard.find(hash, key) {
             let item = &mut shard.slots[i];
             let old_zone = item.zone;
+            item.in_kernel = sync_kernel(kernel, key, &entry, item.in_kernel);
             item.entry = entry;
             item.expires_ms = expires_ms;
             item.refreshing_since = None;
@@ -297,6 +316,7 @@ impl Store {
         if let Some(i) = shard.index.get(&hash).copied() {
             // A different key with the same hash: the newer one wins.
             let old = shard.remove(i);
+            forget_kernel(kernel, &old);
             self.count(old.zone, -1);
         }
         let mut evicted = None;
@@ -308,9 +328,12 @@ impl Store {
                     victim = other;
                 }
             }
-            evicted = Some(shard.remove(victim).zone);
+            let old = shard.remove(victim);
+            forget_kernel(kernel, &old);
+            evicted = Some(old.zone);
         }
         let stored_ms = entry.stored_ms;
+        let in_kernel = sync_kernel(kernel, key, &entry, false);
         let slot = shard.slots.len();
         shard.slots.push(Item {
             hash,
@@ -321,6 +344,7 @@ impl Store {
             last_hit_ms: stored_ms,
             refreshing_since: None,
             zone,
+            in_kernel,
         });
         shard.index.insert(hash, slot);
         drop(shard);
@@ -333,11 +357,12 @@ impl Store {
         self.count(zone, 1);
     }
 
-    /// Drops `key` (it is now cached in the other table).
-    pub fn remove(&self, hash: u64, key: &[u8]) {
+    /// Drops `key` (it is now cached in the other table), and its kernel answer.
+    pub fn remove(&self, hash: u64, key: &[u8], kernel: Option<&KernelLink>) {
         let mut shard = self.shard(hash);
         if let Some(i) = shard.find(hash, key) {
             let old = shard.remove(i);
+            forget_kernel(kernel, &old);
             drop(shard);
             self.count(old.zone, -1);
         }
@@ -364,6 +389,51 @@ impl Store {
             m.add(n);
         }
     }
+
+    /// Deletes from the kernel every answer this table wrote there (the cache is going away).
+    pub fn forget_kernel(&self, kernel: &KernelLink) {
+        for shard in &*self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for item in &mut shard.slots {
+                if item.in_kernel {
+                    kernel.remove_key(&item.key);
+                    item.in_kernel = false;
+                }
+            }
+        }
+    }
+}
+
+/// Brings the kernel's answer for `key` in line with `entry`: writes the entry's, or deletes
+/// the one written before (`was`). Returns whether the kernel holds the key now.
+fn sync_kernel(kernel: Option<&KernelLink>, key: &[u8], entry: &Entry, was: bool) -> bool {
+    let Some(kernel) = kernel else {
+        return false;
+    };
+    match &entry.kernel {
+        Some(value) => {
+            kernel.put_key(key, value) || {
+                // Not written (the map refused it): make sure no older answer stays.
+                if was {
+                    kernel.remove_key(key);
+                }
+                false
+            }
+        }
+        None => {
+            if was {
+                kernel.remove_key(key);
+            }
+            false
+        }
+    }
+}
+
+/// Deletes the kernel's answer of an item leaving the table.
+fn forget_kernel(kernel: Option<&KernelLink>, item: &Item) {
+    if let (Some(kernel), true) = (kernel, item.in_kernel) {
+        kernel.remove_key(&item.key);
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +446,7 @@ mod tests {
             stored_ms: 0,
             ttl: 60,
             wire: None,
+            kernel: None,
         })
     }
 
@@ -409,9 +480,9 @@ mod tests {
     #[test]
     fn a_hash_collision_is_a_miss_never_the_other_answer() {
         let s = Store::new(16, Vec::new(), 1);
-        s.insert(42, b"one", entry(), 60_000, 0);
+        s.insert(42, b"one", entry(), 60_000, 0, None);
         assert!(matches!(s.lookup(42, b"two", 0, &POLICY), Found::Miss));
-        s.insert(42, b"two", entry(), 60_000, 0);
+        s.insert(42, b"two", entry(), 60_000, 0, None);
         assert!(matches!(s.lookup(42, b"one", 0, &POLICY), Found::Miss));
         assert!(matches!(
             s.lookup(42, b"two", 0, &POLICY),
@@ -424,9 +495,9 @@ mod tests {
     fn removal_keeps_the_index_of_the_moved_slot() {
         let s = Store::new(7, Vec::new(), 1);
         for h in 0..5u64 {
-            s.insert(h, &h.to_be_bytes(), entry(), 60_000, 0);
+            s.insert(h, &h.to_be_bytes(), entry(), 60_000, 0, None);
         }
-        s.remove(1, &1u64.to_be_bytes());
+        s.remove(1, &1u64.to_be_bytes(), None);
         for h in [0u64, 2, 3, 4] {
             assert!(
                 matches!(

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::AtomicUsize;
+use std::time::Instant;
 
 use hickory_proto::op::{Header, Query};
 use hickory_proto::rr::rdata::{A, SOA};
@@ -950,4 +951,214 @@ async fn concurrent_queries_from_many_tasks() {
     let hits = h.metric(&format!("coredns_cache_hits_total{SUCCESS}"));
     let misses = h.metric(&format!("coredns_cache_misses_total{ROOT}"));
     assert_eq!(hits + misses, 8000.0);
+}
+
+/// What the cache wrote to a (fake) kernel map: the live entries by (name, type).
+#[derive(Default)]
+struct FakeKernel {
+    entries: std::sync::Mutex<
+        std::collections::BTreeMap<(Vec<u8>, u16), dns_common::cache::CachedAnswer>,
+    >,
+    puts: AtomicUsize,
+    removes: AtomicUsize,
+}
+
+impl KernelCache for FakeKernel {
+    fn put(&self, name: &[u8], qtype: u16, value: &dns_common::cache::CachedAnswer) -> bool {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.entries
+            .lock()
+            .expect("lock")
+            .insert((name.to_vec(), qtype), *value);
+        true
+    }
+
+    fn remove(&self, name: &[u8], qtype: u16) {
+        self.removes.fetch_add(1, Ordering::SeqCst);
+        self.entries
+            .lock()
+            .expect("lock")
+            .remove(&(name.to_vec(), qtype));
+    }
+}
+
+impl FakeKernel {
+    fn names(&self) -> Vec<(String, u16)> {
+        self.entries
+            .lock()
+            .expect("lock")
+            .keys()
+            .map(|(n, t)| (String::from_utf8_lossy(n).into_owned(), *t))
+            .collect()
+    }
+
+    fn get(&self, wire: &[u8], qtype: u16) -> Option<dns_common::cache::CachedAnswer> {
+        self.entries
+            .lock()
+            .expect("lock")
+            .get(&(wire.to_vec(), qtype))
+            .copied()
+    }
+}
+
+fn linked(h: &Harness, single_address_only: bool) -> Arc<FakeKernel> {
+    let kernel = Arc::new(FakeKernel::default());
+    assert!(h.cache.link_kernel(KernelLink {
+        sink: kernel.clone(),
+        single_address_only,
+    }));
+    kernel
+}
+
+const WWW_WIRE: &[u8] = b"\x03www\x07example\x03org\x00";
+
+#[tokio::test]
+async fn kernel_gets_plain_address_answers_with_their_times() {
+    let h = Harness::new("cache 60", |req, _| {
+        let mut m = answer(req, 300);
+        m.add_answer(a(req.question.name(), 300, 2));
+        Ok(m)
+    });
+    let kernel = linked(&h, false);
+    h.advance(3.5);
+    h.ask_a("www.example.org.").await;
+    let v = kernel.get(WWW_WIRE, 1).expect("written to the kernel");
+    assert_eq!(
+        (v.count, v.ttl),
+        (2, 60),
+        "two addresses, the TTL capped at 60"
+    );
+    assert_eq!(
+        (v.decay_from_ns, v.expires_ns),
+        (3_500_000_000, 63_500_000_000),
+        "stored at 3.5 s of the (manual) clock, kept 60 s"
+    );
+    assert_eq!(v.addrs[0][0], u32::from_ne_bytes([10, 0, 0, 1]));
+    assert_eq!(v.addrs[1][0], u32::from_ne_bytes([10, 0, 0, 2]));
+    assert_eq!(v.flags[0] & 0x80, 0x80, "QR as userspace sends it");
+    assert_eq!(
+        v.name,
+        dns_common::name::pack_name(WWW_WIRE).expect("a name"),
+        "the lower-case name, for the collision check"
+    );
+}
+
+#[tokio::test]
+async fn kernel_never_gets_what_it_cannot_repeat() {
+    let h = Harness::new("cache", |req, _| {
+        let q = req.question.name().to_ascii();
+        let mut m = req.reply(ResponseCode::NoError);
+        match q.as_str() {
+            "cname.example.org." => {
+                let target = name("www.example.org.");
+                m.add_answer(Record::from_rdata(
+                    req.question.name().clone(),
+                    300,
+                    RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone())),
+                ));
+                m.add_answer(a(&target, 300, 1));
+            }
+            "authority.example.org." => {
+                m.add_answer(a(req.question.name(), 300, 1));
+                m.add_name_server(soa(300, 300));
+            }
+            "nxdomain.example.org." => return Ok(nxdomain(req, 300, 300)),
+            _ => {
+                m.add_answer(a(req.question.name(), 300, 1));
+            }
+        }
+        Ok(m)
+    });
+    let kernel = linked(&h, false);
+    h.ask_a("cname.example.org.").await;
+    h.ask_a("authority.example.org.").await;
+    h.ask_a("nxdomain.example.org.").await;
+    // The DO bit keys another entry.
+    let mut dnssec = request("dnssec.example.org.", RecordType::A);
+    dnssec.edns = Some(Edns {
+        udp_size: 1232,
+        dnssec_ok: true,
+    });
+    h.ask(dnssec).await;
+    assert_eq!(h.calls(), 4);
+    assert!(kernel.names().is_empty(), "{:?}", kernel.names());
+    assert_eq!(kernel.puts.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn kernel_follows_replacements_denials_and_evictions() {
+    // An answer that becomes NXDOMAIN once refreshed; the table holds few entries.
+    let mut config = Config::new(vec![".".into()]);
+    config.success.capacity = 4;
+    let h = Harness::with_config(config, |req, n| {
+        if req.question.name().to_ascii() == "gone.example.org." && n > 0 {
+            Ok(nxdomain(req, 300, 300))
+        } else {
+            Ok(answer(req, 10))
+        }
+    });
+    let kernel = linked(&h, false);
+    h.ask_a("gone.example.org.").await;
+    assert_eq!(kernel.names().len(), 1);
+    // Expired, asked again: now a denial, which takes the name out of the kernel.
+    h.advance(11.0);
+    h.ask_a("gone.example.org.").await;
+    assert!(kernel.names().is_empty(), "{:?}", kernel.names());
+    // More names than the table holds: the kernel never holds more than the table.
+    for i in 0..32 {
+        h.ask_a(&format!("n{i}.example.org.")).await;
+        let (success, _) = h.cache.len();
+        assert_eq!(
+            kernel.names().len(),
+            success,
+            "the kernel follows the table"
+        );
+        assert!(success <= 4);
+    }
+    assert!(
+        kernel.removes.load(Ordering::SeqCst) >= 28,
+        "evictions deleted"
+    );
+    // A cache that goes away (reload) takes its answers out of the kernel.
+    drop(h);
+    assert!(kernel.names().is_empty(), "{:?}", kernel.names());
+}
+
+#[tokio::test]
+async fn kernel_link_rules() {
+    // With `loadbalance` before the cache, only one-address answers go to the kernel.
+    let h = Harness::new("cache", |req, _| {
+        let mut m = answer(req, 300);
+        if req.question.name().to_ascii() == "two.example.org." {
+            m.add_answer(a(req.question.name(), 300, 2));
+        }
+        Ok(m)
+    });
+    let kernel = linked(&h, true);
+    h.ask_a("two.example.org.").await;
+    h.ask_a("one.example.org.").await;
+    assert_eq!(
+        kernel.names(),
+        [(
+            String::from_utf8_lossy(b"\x03one\x07example\x03org\x00").into_owned(),
+            1
+        )]
+    );
+    // Linked once only.
+    assert!(!h.cache.link_kernel(KernelLink {
+        sink: kernel.clone(),
+        single_address_only: false,
+    }));
+    // Not with `prefetch` (it counts hits) or `keepttl` (the kernel decays TTLs).
+    for directive in ["cache {\nprefetch 2\n}", "cache {\nkeepttl\n}"] {
+        let h = Harness::new(directive, |req, _| Ok(answer(req, 300)));
+        assert!(
+            !h.cache.link_kernel(KernelLink {
+                sink: Arc::new(FakeKernel::default()),
+                single_address_only: false,
+            }),
+            "{directive}"
+        );
+        assert!(!h.cache.is_kernel_linked());
+    }
 }

@@ -101,6 +101,11 @@ impl WireEntry {
         })
     }
 
+    /// The response: ID 0, RD clear, no OPT, TTLs as stored.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     fn question(&self) -> &[u8] {
         &self.bytes[HEADER_LEN..usize::from(self.question_end)]
     }
