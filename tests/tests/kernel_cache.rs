@@ -152,13 +152,18 @@ struct Harness {
     cache: Arc<Cache>,
     router: Router,
     rt: tokio::runtime::Runtime,
+    /// Kernel answers also given, the same, over IPv6.
+    six: std::cell::Cell<usize>,
 }
 
 impl Harness {
     fn new(config: Config, cache_entries: u32) -> Self {
         let cfg = DataplaneConfig {
             interfaces: Vec::new(),
-            service_ips: vec![std::net::IpAddr::V4(Ipv4Addr::from(SERVICE_IP))],
+            service_ips: vec![
+                std::net::IpAddr::V4(Ipv4Addr::from(SERVICE_IP)),
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(SERVICE_IP6)),
+            ],
             port: DNS_PORT,
             mode: AttachMode::Auto,
             program: KernelProgram::Answer,
@@ -192,6 +197,7 @@ impl Harness {
             cache,
             router,
             rt,
+            six: std::cell::Cell::new(0),
         }
     }
 
@@ -214,7 +220,23 @@ impl Harness {
     /// Runs `query` through `prog`: the DNS message sent back, or `None` when passed (the
     /// packet then unchanged).
     fn kernel(&self, prog: &'static str, query: &[u8]) -> Option<Vec<u8>> {
-        let frame = Frame::query(query.to_vec()).bytes();
+        let answer = self.kernel_over(prog, Frame::query(query.to_vec()).bytes());
+        // The same query over IPv6 gets the same answer, TTLs aside (or, an entry expiring
+        // between the two runs, none: both verdicts are checked either way).
+        let six = self.kernel_over(prog, Frame::query6(query.to_vec()).bytes());
+        if let (Some(four), Some(six)) = (&answer, &six) {
+            assert_eq!(
+                without_ttls(six).0,
+                without_ttls(four).0,
+                "{prog}: over IPv6 not as over IPv4 for {query:02x?}"
+            );
+            self.six.set(self.six.get() + 1);
+        }
+        answer
+    }
+
+    /// [`Harness::kernel`] for one frame, IPv4 or IPv6.
+    fn kernel_over(&self, prog: &'static str, frame: Vec<u8>) -> Option<Vec<u8>> {
         let mut dp = self.dp.borrow_mut();
         let fd = dp.program_fd(prog).expect("program loaded");
         let out = test_run(fd, &frame, 1).expect("BPF_PROG_TEST_RUN");
@@ -263,9 +285,13 @@ impl Harness {
     }
 }
 
-/// The DNS message of an answered frame (Ethernet, IPv4 without options, UDP).
+/// The DNS message of an answered frame (Ethernet, IPv4 without options or IPv6, UDP).
 fn udp_payload(frame: &[u8]) -> &[u8] {
-    let udp = 14 + usize::from(frame[14] & 0x0f) * 4;
+    let udp = if frame[12..14] == [0x86, 0xdd] {
+        14 + 40
+    } else {
+        14 + usize::from(frame[14] & 0x0f) * 4
+    };
     let len = usize::from(u16::from_be_bytes([frame[udp + 4], frame[udp + 5]]));
     &frame[udp + 8..udp + len]
 }
@@ -358,6 +384,7 @@ fn cached_external_answers_are_userspaces_byte_for_byte() {
     assert_eq!(h.answers.read_all().len(), 5, "entries in DNS_CACHE");
 
     let mut answered = BTreeSet::new();
+    let six_before = h.six.get();
     for round in 0..2 {
         for q in &questions {
             let qname = dotted(&q.qname);
@@ -408,6 +435,10 @@ fn cached_external_answers_are_userspaces_byte_for_byte() {
     ]
     .into_iter()
     .collect();
+    assert!(
+        h.six.get() - six_before >= answered.len(),
+        "the kernel's cached answers are given over IPv6 too"
+    );
     assert_eq!(kinds("one.example.com.", 1), all, "one A");
     assert_eq!(kinds("three.example.com.", 1), all, "three A");
     assert_eq!(kinds("three.example.com.", 28), all, "three AAAA");
