@@ -57,6 +57,11 @@ pub struct BenchArgs {
     /// lookups).
     #[arg(long)]
     pub expansions: bool,
+    /// Ask external names instead (`host-N.example.org. A`, one per snapshot name), which the
+    /// agent forwards to a Knot DNS on the node's loopback and caches (`cache` + `forward`):
+    /// after one warm-up pass the kernel's cache of external answers (`DNS_CACHE`) answers them.
+    #[arg(long, conflicts_with = "expansions")]
+    pub external: bool,
     /// Send the queries over IPv6, to the service's IPv6 address (dnsperf -s fd00:96::a); the
     /// agent serves both addresses either way.
     #[arg(long)]
@@ -230,7 +235,11 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
         "svc.cluster.local.",
         "cluster.local.",
     ];
-    let body: String = if args.expansions {
+    let body: String = if args.external {
+        (0..names.len())
+            .map(|i| format!("host-{i}.example.org. {}\n", args.qtype))
+            .collect()
+    } else if args.expansions {
         (0..names.len())
             .map(|i| format!("host-{i}.example.org.{} {}\n", SEARCH[i % 3], args.qtype))
             .collect()
@@ -244,11 +253,63 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
 
     let _stats = BpfStats::enable()?;
     let topo = Topology::create_unique("bench").context("creating the bench network namespaces")?;
+    // External names: an upstream and a Corefile that caches what it forwards there.
+    let mut extra: Vec<String> = Vec::new();
+    let _upstream = if args.external {
+        let zone_file = workdir.join("example.org.zone");
+        std::fs::write(
+            &zone_file,
+            crate::bench_cache::zone_text(names.len() as u32),
+        )
+        .with_context(|| format!("writing {}", zone_file.display()))?;
+        let upstream = crate::bench_cache::start_knot(
+            &topo,
+            workdir,
+            "upstream",
+            "127.0.0.1",
+            5300,
+            &zone_file,
+        )?;
+        let corefile = workdir.join("Corefile");
+        std::fs::write(
+            &corefile,
+            "cluster.local:53 {\n    kubernetes cluster.local\n}\n\
+             .:53 {\n    cache 3600\n    forward . 127.0.0.1:5300\n}\n",
+        )
+        .with_context(|| format!("writing {}", corefile.display()))?;
+        extra = vec!["--corefile".into(), path_str(&corefile)?.to_owned()];
+        Some(upstream)
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     for &mode in &args.modes {
         eprintln!("==> bench: {mode}");
         let log = workdir.join(format!("agent-{mode}.log"));
-        let agent_proc = start_agent(&topo, &agent, &snapshot, mode, &names[0], &log)?;
+        let agent_proc = start_agent(&topo, &agent, &snapshot, mode, &names[0], &log, &extra)?;
+        if args.external {
+            // One pass: every name forwarded once and cached (and written to the kernel).
+            let service = args.service(&topo).to_string();
+            let warm = topo.exec_in_pod(
+                "dnsperf",
+                &[
+                    "-s",
+                    &service,
+                    "-d",
+                    path_str(&queries)?,
+                    "-n",
+                    "1",
+                    "-t",
+                    "2",
+                ],
+            )?;
+            if !warm.status.success() {
+                bail!(
+                    "the warm-up pass failed: {}",
+                    String::from_utf8_lossy(&warm.stderr)
+                );
+            }
+        }
         let prog = if mode == Mode::Userspace {
             None
         } else {
@@ -513,6 +574,7 @@ fn start_agent(
     mode: Mode,
     probe: &str,
     log: &Path,
+    extra: &[String],
 ) -> Result<Process> {
     let service = topo.service_ip().to_string();
     let service6 = topo.service_ip6().to_string();
@@ -529,6 +591,7 @@ fn start_agent(
         METRICS_ADDR,
     ];
     args.extend(mode.agent_flags());
+    args.extend(extra.iter().map(String::as_str));
     let child = topo
         .command(topo.node_ns(), path_str(agent)?, &args)
         .stdin(Stdio::null())
@@ -899,6 +962,11 @@ fn table(args: &BenchArgs, names: &[String], rows: &[Row]) -> String {
         if args.expansions {
             format!(
                 "{} search-path expansions of external names (NXDOMAIN)",
+                names.len()
+            )
+        } else if args.external {
+            format!(
+                "{} external names cached after one warm-up pass (`cache` + `forward` to Knot)",
                 names.len()
             )
         } else {

@@ -261,7 +261,7 @@ fn bench(root: &Path, args: &CacheArgs) -> Result<()> {
 }
 
 /// The zone: SOA, NS and `host-N A 10.1.x.y` for every N.
-fn zone_text(names: u32) -> String {
+pub(crate) fn zone_text(names: u32) -> String {
     let mut z = format!(
         "$ORIGIN {ZONE}\n$TTL 3600\n@ SOA ns.{ZONE} hostmaster.{ZONE} 1 3600 900 604800 3600\n@ NS ns\nns A 192.0.2.1\n"
     );
