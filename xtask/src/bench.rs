@@ -322,8 +322,9 @@ fn bench(root: &Path, args: &BenchArgs) -> Result<()> {
             }
             rows.push(median_row(runs));
         }
+        // The embedded Corefile's `health { lameduck 5s }` keeps it serving 5 s after SIGTERM.
         let out = agent_proc
-            .stop(Duration::from_secs(5))
+            .stop(Duration::from_secs(10))
             .context("stopping the agent")?;
         if !out.status.success() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
