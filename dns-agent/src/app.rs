@@ -209,15 +209,17 @@ impl App {
                     .map(|(port, _)| *port)
             })
             .unwrap_or(ports[0]);
-        // ... and rotates its answers when that block runs `loadbalance` too.
+        // ... and rotates its answers when that block runs `loadbalance` too; it answers
+        // negatively only where `kubernetes` alone would.
         let kernel_rotates = plan.is_some_and(|p| {
             p.ports.get(&kernel_port).is_some_and(|blocks| {
-                blocks.iter().any(|b| {
-                    let runs = |name: &str| b.directives.iter().any(|d| d.name.text == name);
-                    runs("kubernetes") && runs("loadbalance")
-                })
+                blocks
+                    .iter()
+                    .any(|b| b.runs("kubernetes") && b.runs("loadbalance"))
             })
         });
+        let kernel_denies =
+            plan.is_none_or(|p| p.kernel_may_deny(kernel_port, &records.load().zone));
         // The caches whose answers the kernel repeats: those of that port's chains.
         let kernel_router = routers.as_ref().and_then(|r| r.get(&kernel_port)).cloned();
         let kernel_plan_port = kernel_port;
@@ -262,7 +264,7 @@ impl App {
                 kernel,
                 &config,
                 kernel_port,
-                kernel_rotates,
+                (kernel_rotates, kernel_denies),
                 &records.load(),
                 kernel_router.as_deref(),
                 &metrics,
@@ -777,7 +779,7 @@ fn start_dataplane(
     kernel: &KernelConfig,
     config: &Config,
     port: u16,
-    rotate: bool,
+    (rotate, deny): (bool, bool),
     records: &Records,
     router: Option<&Router>,
     metrics: &Metrics,
@@ -794,6 +796,13 @@ fn start_dataplane(
     // On error `dp` is dropped here, which detaches whatever was attached.
     let mut dp = Dataplane::start(&cfg)?;
     dp.set_rotation(rotate)?;
+    dp.set_negative_allowed(deny);
+    if !deny {
+        log::info!(
+            "kernel answers no NXDOMAIN: a plugin before kubernetes (hosts, rewrite) or another \
+             server block could answer names of the zone"
+        );
+    }
     if rotate {
         log::info!("kernel answers rotated, as loadbalance rotates them");
     }

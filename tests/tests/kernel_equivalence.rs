@@ -710,6 +710,21 @@ fn nxdomain_follows_services_going_and_coming() {
     h.records.synced = true;
     h.dp.sync_tree(&h.records).expect("tree sync");
     assert_eq!(kernel_rcode(&mut h, nosuch), Some(3), "{nosuch} again");
+    // A Corefile where another plugin could answer names of the zone: no NXDOMAIN at all.
+    h.dp.set_negative_allowed(false);
+    h.dp.sync_tree(&h.records).expect("tree sync");
+    assert_eq!(
+        kernel_rcode(&mut h, nosuch),
+        None,
+        "{nosuch}: not the kernel's to deny"
+    );
+    h.dp.set_negative_allowed(true);
+    h.dp.sync_tree(&h.records).expect("tree sync");
+    assert_eq!(
+        kernel_rcode(&mut h, nosuch),
+        Some(3),
+        "{nosuch} once allowed"
+    );
 }
 
 /// A tree that does not fit in its map proves nothing: the kernel answers no NXDOMAIN.

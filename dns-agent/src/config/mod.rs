@@ -66,6 +66,13 @@ pub struct BlockPlan {
     pub directives: Vec<Directive>,
 }
 
+impl BlockPlan {
+    /// Whether the block runs the plugin `name`.
+    pub fn runs(&self, name: &str) -> bool {
+        self.directives.iter().any(|d| d.name.text == name)
+    }
+}
+
 /// What a Corefile asks for, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -97,6 +104,26 @@ fn error(pos: &Pos, message: impl Into<String>) -> CorefileError {
     CorefileError {
         pos: pos.clone(),
         message: message.into(),
+    }
+}
+
+impl Plan {
+    /// Whether the kernel may answer NXDOMAIN (and NODATA for names without addresses) for
+    /// `zone` (lower case, trailing dot) on `port` as the `kubernetes` plugin would: the block
+    /// that runs it there has no plugin before it that answers or renames questions itself
+    /// (`hosts`, `rewrite`), and no other block on the port serves `zone` or a zone below it
+    /// (those questions go to that block).
+    pub fn kernel_may_deny(&self, port: u16, zone: &str) -> bool {
+        let Some(blocks) = self.ports.get(&port) else {
+            return true;
+        };
+        blocks.iter().all(|b| {
+            if b.runs("kubernetes") {
+                !b.runs("hosts") && !b.runs("rewrite")
+            } else {
+                !b.zones.iter().any(|z| crate::records::in_zone(z, zone))
+            }
+        })
     }
 }
 

@@ -275,3 +275,40 @@ async fn the_configmap_corefile_runs() {
         ]
     );
 }
+
+#[test]
+fn the_kernel_may_deny_only_what_kubernetes_alone_answers() {
+    let zone = "cluster.local.";
+    let kubeadm = plan_of(&kubeadm()).expect("kubeadm's Corefile");
+    assert!(kubeadm.kernel_may_deny(53, zone), "kubeadm's Corefile");
+    for (what, text) in [
+        (
+            "hosts before kubernetes",
+            ".:53 {\n hosts {\n  10.0.0.1 db.cluster.local\n  fallthrough\n }\n kubernetes cluster.local\n}\n",
+        ),
+        (
+            "rewrite before kubernetes",
+            ".:53 {\n rewrite name db.cluster.local web.default.svc.cluster.local\n kubernetes cluster.local\n}\n",
+        ),
+        (
+            "a block below the zone",
+            ".:53 {\n kubernetes cluster.local\n}\nfoo.cluster.local:53 {\n forward . 10.0.0.53\n}\n",
+        ),
+        (
+            "a block for the zone itself",
+            "cluster.local:53 {\n forward . 10.0.0.53\n}\n.:53 {\n kubernetes cluster.local\n}\n",
+        ),
+    ] {
+        let plan = plan_of(text).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(!plan.kernel_may_deny(53, zone), "{what}");
+    }
+    // Other ports and zones elsewhere do not matter.
+    let elsewhere = plan_of(
+        ".:53 {\n kubernetes cluster.local\n}\nexample.org:53 {\n forward . 10.0.0.53\n}\nfoo.cluster.local:5353 {\n forward . 10.0.0.53\n}\n",
+    )
+    .expect("Corefile");
+    assert!(
+        elsewhere.kernel_may_deny(53, zone),
+        "blocks for other zones and ports"
+    );
+}

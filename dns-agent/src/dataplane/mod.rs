@@ -203,6 +203,9 @@ pub struct Dataplane {
     soa_zone: Option<NoDataZone>,
     /// `DNS_TREE`: the zone's upper levels, for NXDOMAIN.
     tree: tree::Tree,
+    /// Whether the server's configuration lets the kernel answer negatively at all
+    /// ([`Dataplane::set_negative_allowed`]).
+    negative_allowed: bool,
     /// Capacity of `records` and of `aaaa` (names each).
     map_entries: u32,
     /// What `records` holds, as last written by `sync_a`/`sync_a_names`.
@@ -284,6 +287,7 @@ impl Dataplane {
             soa_value: None,
             soa_zone: None,
             tree,
+            negative_allowed: true,
             map_entries: cfg.map_entries,
             written: sync::Written::new(),
             written_aaaa: sync::Written::new(),
@@ -603,12 +607,19 @@ impl Dataplane {
         })
     }
 
+    /// Whether the kernel may answer negatively from `DNS_TREE` at all: false when the server
+    /// block that answers the zone could answer a name the records do not hold (see
+    /// `config::Plan::kernel_may_deny`). Takes effect at the next tree sync.
+    pub fn set_negative_allowed(&mut self, allowed: bool) {
+        self.negative_allowed = allowed;
+    }
+
     fn sync_tree_with(
         &mut self,
         records: &Records,
         sync: impl FnOnce(&mut tree::Tree) -> Result<TreeReport, DataplaneError>,
     ) -> Result<TreeReport, DataplaneError> {
-        let allowed = records.negative_complete();
+        let allowed = self.negative_allowed && records.negative_complete();
         let flags = |whole: bool| {
             if allowed && whole {
                 soa::FLAG_NEGATIVE
