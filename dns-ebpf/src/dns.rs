@@ -222,19 +222,6 @@ pub enum Lookup<R> {
     Absent { name_sum: u64 },
 }
 
-impl<R> Lookup<R> {
-    /// For a negative outcome: its name sum and whether the tree must decide; `None` for
-    /// records.
-    #[inline(always)]
-    pub fn negative(self) -> Option<(u64, bool)> {
-        match self {
-            Lookup::Records(_) => None,
-            Lookup::NoData { name_sum } => Some((name_sum, false)),
-            Lookup::Absent { name_sum } => Some((name_sum, true)),
-        }
-    }
-}
-
 /// Loads `len` (1..=255) bytes of the question's name from `at` into the words at `base` as
 /// `dns_common::name::pack_name` lays them out (zero-padded); returns how many words hold them.
 #[inline(always)]

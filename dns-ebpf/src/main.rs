@@ -141,28 +141,29 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
         .ok_or(dns_common::stats::HELPER_FAILED)? as *mut u64;
     // One comparison, then the map of the asked type (and, on a miss, the other type's, for
     // a name that has only those: NODATA; then the zone's tree: NXDOMAIN).
-    let lookup = if q.is_aaaa() {
+    // (name sum, whether the tree must decide) of a negative answer.
+    let (name_sum, absent) = if q.is_aaaa() {
         match dns::lookup::<P, records::AaaaRecords, records::ARecords>(p, &q, base)? {
             dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
-            other => other.negative(),
+            dns::Lookup::NoData { name_sum } => (name_sum, false),
+            dns::Lookup::Absent { name_sum } => (name_sum, true),
         }
     } else {
         match dns::lookup::<P, records::ARecords, records::AaaaRecords>(p, &q, base)? {
             dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
-            other => other.negative(),
+            dns::Lookup::NoData { name_sum } => (name_sum, false),
+            dns::Lookup::Absent { name_sum } => (name_sum, true),
         }
     };
-    match lookup {
-        Some((name_sum, false)) => answer::negative(p, &ip, &udp, &q, name_sum, answer::NOERROR),
-        Some((name_sum, true)) => {
-            let rcode = match tree::negative(p, &q, base)? {
-                tree::Negative::NxDomain => answer::NXDOMAIN,
-                tree::Negative::NoData => answer::NOERROR,
-            };
-            answer::negative(p, &ip, &udp, &q, name_sum, rcode)
+    let rcode = if absent {
+        match tree::negative(p, &q, base)? {
+            tree::Negative::NxDomain => answer::NXDOMAIN,
+            tree::Negative::NoData => answer::NOERROR,
         }
-        None => Err(dns_common::stats::MISS),
-    }
+    } else {
+        answer::NOERROR
+    };
+    answer::negative(p, &ip, &udp, &q, name_sum, rcode)
 }
 
 /// Swaps addresses and ports of a datagram for a service address, nothing else (the UDP
