@@ -40,7 +40,10 @@ pub struct Soa {
     pub flags: u32,
     /// Labels of the zone's name, root excluded (1..=`tree::MAX_ZONE_LABELS` for NXDOMAIN).
     pub zone_labels: u32,
-    pub _pad: u32,
+    /// Bumped by the agent after every change of the address maps and `DNS_TREE` is written
+    /// whole: a negative answer the kernel remembers (`tree::Proven`) holds only while this is
+    /// the generation it was proven in.
+    pub generation: u32,
     /// The zone's lower-cased wire name, zero-padded little-endian words (`name::pack_name`).
     pub zone: [u64; crate::name::NAME_WORDS],
 }

@@ -45,3 +45,24 @@ const _: () = assert!(core::mem::size_of::<Node>() == 256 + 8);
 
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Node {}
+
+/// Name of the kernel's own map of the negative answers it proved (`DNS_PROVEN`): an LRU keyed
+/// like `DNS_A`, so that the next question for the same name (an application resolving the
+/// same external name again through the search path) costs one lookup instead of the walk.
+pub const PROVEN_MAP_NAME: &str = "DNS_PROVEN";
+/// Entries of `DNS_PROVEN`.
+pub const PROVEN_CAPACITY: u32 = 65_536;
+
+/// A negative answer the kernel proved from the tree, valid while `DNS_SOA`'s generation is
+/// still `generation` (the agent bumps it after every change).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Proven {
+    /// The lower-cased wire name, zero-padded little-endian words (`name::pack_name`).
+    pub name: [u64; NAME_WORDS],
+    /// `DNS_SOA`'s generation when the walk began.
+    pub generation: u32,
+    /// The answer's RCODE: 3 (NXDOMAIN) or 0 (NODATA).
+    pub rcode: u32,
+}
+const _: () = assert!(core::mem::size_of::<Proven>() == 256 + 8);

@@ -219,7 +219,8 @@ pub enum Lookup<R> {
     /// name sent in lower case (the SOA's pointers then reproduce userspace's compression).
     NoData { name_sum: u64 },
     /// Neither map holds the name, sent in lower case: `DNS_TREE` may know it does not exist.
-    Absent { name_sum: u64 },
+    /// `key`: the name's key, as the maps have it.
+    Absent { name_sum: u64, key: NameKey },
 }
 
 /// Loads `len` (1..=255) bytes of the question's name from `at` into the words at `base` as
@@ -306,7 +307,7 @@ pub fn lookup<P: Packet, R: Rrset, O: Rrset>(
         }
     }
     // Not in either map (perhaps left out of a full map): only `DNS_TREE` can say more.
-    Ok(Lookup::Absent { name_sum })
+    Ok(Lookup::Absent { name_sum, key })
 }
 
 /// Whether the first `nwords` words of `stored` are those at `base`.

@@ -22,7 +22,7 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_F_NO_PREALLOC, TC_ACT_OK},
     helpers::generated::bpf_redirect,
     macros::{classifier, map, xdp},
-    maps::{Array, HashMap, PerCpuArray, ProgramArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
     programs::{TcContext, XdpContext},
 };
 use dns_common::{config, name::NAME_WORDS, records, soa};
@@ -55,9 +55,15 @@ pub static DNS_SOA: Array<soa::Soa> = Array::with_max_entries(soa::CAPACITY, 0);
 #[map]
 pub static DNS_TURN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// The question's name as loaded and lower-cased, one buffer per CPU (the program's own).
+/// The question's name as loaded and lower-cased (inside the entry `DNS_PROVEN` may get), and
+/// room for one of its suffixes (`tree`), per CPU (the program's own).
 #[map]
-static DNS_NAME: PerCpuArray<[u64; NAME_WORDS]> = PerCpuArray::with_max_entries(1, 0);
+static DNS_NAME: PerCpuArray<tree::Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The negative answers the kernel proved (see `dns_common::tree::Proven`), its own.
+#[map]
+pub static DNS_PROVEN: LruHashMap<records::NameKey, dns_common::tree::Proven> =
+    LruHashMap::with_max_entries(dns_common::tree::PROVEN_CAPACITY, 0);
 
 /// The zone's upper levels, for NXDOMAIN (written by the agent), same key as `DNS_A`.
 #[map]
@@ -136,32 +142,33 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
     p.linearize()?;
     let q = dns::parse(p, &udp)?;
     // The name's words, shared by every lookup: in map memory, not on the 512-byte stack.
-    let base = DNS_NAME
+    let scratch = DNS_NAME
         .get_ptr_mut(0)
-        .ok_or(dns_common::stats::HELPER_FAILED)? as *mut u64;
+        .ok_or(dns_common::stats::HELPER_FAILED)?;
+    // SAFETY: a per-CPU map value, valid for the whole run.
+    let base = unsafe { (*scratch).proven.name.as_mut_ptr() };
     // One comparison, then the map of the asked type (and, on a miss, the other type's, for
     // a name that has only those: NODATA; then the zone's tree: NXDOMAIN).
-    // (name sum, whether the tree must decide) of a negative answer.
+    // (name sum, the key when the tree must decide) of a negative answer.
     let (name_sum, absent) = if q.is_aaaa() {
         match dns::lookup::<P, records::AaaaRecords, records::ARecords>(p, &q, base)? {
             dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
-            dns::Lookup::NoData { name_sum } => (name_sum, false),
-            dns::Lookup::Absent { name_sum } => (name_sum, true),
+            dns::Lookup::NoData { name_sum } => (name_sum, None),
+            dns::Lookup::Absent { name_sum, key } => (name_sum, Some(key)),
         }
     } else {
         match dns::lookup::<P, records::ARecords, records::AaaaRecords>(p, &q, base)? {
             dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
-            dns::Lookup::NoData { name_sum } => (name_sum, false),
-            dns::Lookup::Absent { name_sum } => (name_sum, true),
+            dns::Lookup::NoData { name_sum } => (name_sum, None),
+            dns::Lookup::Absent { name_sum, key } => (name_sum, Some(key)),
         }
     };
-    let rcode = if absent {
-        match tree::negative(p, &q, base)? {
+    let rcode = match absent {
+        Some(key) => match tree::negative(p, &q, scratch, &key)? {
             tree::Negative::NxDomain => answer::NXDOMAIN,
             tree::Negative::NoData => answer::NOERROR,
-        }
-    } else {
-        answer::NOERROR
+        },
+        None => answer::NOERROR,
     };
     answer::negative(p, &ip, &udp, &q, name_sum, rcode)
 }

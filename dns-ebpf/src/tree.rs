@@ -1,16 +1,26 @@
 //! Negative answers from `DNS_TREE` (see `dns_common::tree`): does the question's name exist?
 
 use dns_common::{
+    name::NAME_WORDS,
+    records::NameKey,
     soa::{self, Soa},
     stats,
-    tree::{self, Node},
+    tree::{self, Node, Proven},
 };
 
 use crate::{
     dns::{key_of, load_name, same_name, Query},
     packet::Packet,
-    DNS_SOA, DNS_TREE,
+    DNS_PROVEN, DNS_SOA, DNS_TREE,
 };
+
+/// The per-CPU memory of the lookups (`DNS_NAME`): the question's name inside the entry
+/// `DNS_PROVEN` may get, then the suffix the walk looks up.
+#[repr(C)]
+pub struct Scratch {
+    pub proven: Proven,
+    pub suffix: [u64; NAME_WORDS],
+}
 
 /// What the tree proves about a name neither address map holds.
 pub enum Negative {
@@ -20,17 +30,57 @@ pub enum Negative {
     NoData,
 }
 
-/// Walks the question's ancestors from the zone of `DNS_SOA` down (the name was sent in lower
-/// case and is in neither address map); `base` is a `NAME_WORDS`-word buffer. `Err(MISS)`:
-/// nothing proven, userspace answers.
+/// What the tree proves about the question (sent in lower case, in neither address map, its
+/// words in `scratch.proven.name`, `key` its key): remembered in `DNS_PROVEN` for the
+/// generation of `DNS_SOA` it was proven in, walked otherwise. `Err(MISS)`: nothing proven,
+/// userspace answers.
 #[inline(always)]
-pub fn negative<P: Packet>(p: &P, q: &Query, base: *mut u64) -> Result<Negative, u32> {
+pub fn negative<P: Packet>(
+    p: &P,
+    q: &Query,
+    scratch: *mut Scratch,
+    key: &NameKey,
+) -> Result<Negative, u32> {
     let soa = DNS_SOA.get_ptr(0).ok_or(stats::MISS)?;
     // SAFETY: a map value pointer stays valid for the whole program run.
     let soa: &Soa = unsafe { &*soa };
     if soa.flags & soa::FLAG_NEGATIVE == 0 {
         return Err(stats::MISS);
     }
+    // Read once, before anything the walk reads: an entry proven against a tree the agent was
+    // changing meanwhile carries the generation it is about to leave.
+    // SAFETY: inside the map value.
+    let generation = unsafe { core::ptr::read_volatile(&soa.generation) };
+    // SAFETY: a per-CPU map value, valid for the whole run.
+    let base = unsafe { (*scratch).proven.name.as_mut_ptr() };
+    let nwords = core::hint::black_box(((q.name_len - 1) >> 3) + 1);
+    if let Some(known) = DNS_PROVEN.get_ptr(key) {
+        // SAFETY: as above.
+        let known: &Proven = unsafe { &*known };
+        if known.generation == generation && same_name(&known.name, base, nwords) {
+            return Ok(if known.rcode == 0 {
+                Negative::NoData
+            } else {
+                Negative::NxDomain
+            });
+        }
+    }
+    let proven = walk(p, q, soa, base)?;
+    // SAFETY: as above; the name words are already in place.
+    unsafe {
+        (*scratch).proven.generation = generation;
+        (*scratch).proven.rcode = match proven {
+            Negative::NxDomain => 3,
+            Negative::NoData => 0,
+        };
+        let _ = DNS_PROVEN.insert(key, &(*scratch).proven, 0);
+    }
+    Ok(proven)
+}
+
+/// The walk itself, from the zone down.
+#[inline(always)]
+fn walk<P: Packet>(p: &P, q: &Query, soa: &Soa, base: *mut u64) -> Result<Negative, u32> {
     let zone_labels = soa.zone_labels as usize;
     let zone_len = soa.zone_len as usize;
     if zone_labels == 0
@@ -94,6 +144,9 @@ fn find<P: Packet>(p: &P, q: &Query, start: usize, base: *mut u64) -> Result<Opt
     // LLVM knows from the comparison above that the length is in range and would drop
     // `load_name`'s checks; the verifier does not know it, and needs them.
     let len = core::hint::black_box(q.name_len - start);
+    // The suffix goes after the name (`Scratch`), which stays for `DNS_PROVEN`.
+    // SAFETY: `base` is `Scratch::proven.name`; `Scratch::suffix` follows one word later.
+    let base = unsafe { base.add(NAME_WORDS + 1) };
     let nwords = load_name(p, q.name_off + start, len, base)?;
     // Unknown to LLVM, which would otherwise end the loops below on `!=` a count it knows is
     // at most `NAME_WORDS`, a loop the verifier cannot bound.
@@ -120,6 +173,8 @@ fn zone_matches<P: Packet>(
     base: *mut u64,
 ) -> Result<bool, u32> {
     let len = core::hint::black_box(soa.zone_len as usize);
+    // SAFETY: as in `find`.
+    let base = unsafe { base.add(NAME_WORDS + 1) };
     let nwords = load_name(p, q.name_off + zone_start, len, base)?;
     Ok(same_name(&soa.zone, base, core::hint::black_box(nwords)))
 }

@@ -698,6 +698,31 @@ fn nxdomain_follows_services_going_and_coming() {
     sync(&mut h);
     assert_eq!(kernel_rcode(&mut h, &name), Some(0), "{name}: back");
 
+    // The kernel remembers what it proved (`DNS_PROVEN`) only until the next change: a
+    // namespace that appears turns its remembered NXDOMAIN into NODATA at once.
+    let newns = "newns.svc.cluster.local.";
+    for _ in 0..3 {
+        assert_eq!(
+            kernel_rcode(&mut h, newns),
+            Some(3),
+            "{newns}: no such namespace"
+        );
+    }
+    h.records.namespaces.insert("newns".to_owned());
+    h.records.empty_non_terminals.insert(newns.to_owned());
+    h.dp.sync_tree_names(&h.records, [newns])
+        .expect("tree sync");
+    assert_eq!(
+        kernel_rcode(&mut h, newns),
+        Some(0),
+        "{newns}: NODATA once it exists"
+    );
+    h.records.namespaces.remove("newns");
+    h.records.empty_non_terminals.remove(newns);
+    h.dp.sync_tree_names(&h.records, [newns])
+        .expect("tree sync");
+    assert_eq!(kernel_rcode(&mut h, newns), Some(3), "{newns}: gone again");
+
     let nosuch = "nosuch.default.svc.cluster.local.";
     assert_eq!(kernel_rcode(&mut h, nosuch), Some(3), "{nosuch}");
     h.records.synced = false;

@@ -539,7 +539,7 @@ impl Dataplane {
                 .split('.')
                 .filter(|l| !l.is_empty())
                 .count() as u32,
-            _pad: 0,
+            generation: self.soa_value.map_or(0, |v| v.generation),
             zone: words,
         };
         self.write_soa(value)?;
@@ -644,6 +644,13 @@ impl Dataplane {
             );
         }
         self.set_soa_flags(flags(self.tree.whole()))?;
+        // Every negative answer the kernel remembers was proven before this change: forgotten.
+        if let Some(v) = self.soa_value {
+            self.write_soa(Soa {
+                generation: v.generation.wrapping_add(1),
+                ..v
+            })?;
+        }
         Ok(report)
     }
 
