@@ -51,6 +51,9 @@ pub fn negative<P: Packet>(
     // changing meanwhile carries the generation it is about to leave.
     // SAFETY: inside the map value.
     let generation = unsafe { core::ptr::read_volatile(&soa.generation) };
+    // Names that cannot end with the zone (external names on their way to the cache) leave
+    // before any lookup.
+    let zone = zone_at(q, soa)?;
     // SAFETY: a per-CPU map value, valid for the whole run.
     let base = unsafe { (*scratch).proven.name.as_mut_ptr() };
     let nwords = core::hint::black_box(((q.name_len - 1) >> 3) + 1);
@@ -65,7 +68,7 @@ pub fn negative<P: Packet>(
             });
         }
     }
-    let proven = walk(p, q, soa, base)?;
+    let proven = walk(p, q, soa, zone, base)?;
     // SAFETY: as above; the name words are already in place.
     unsafe {
         (*scratch).proven.generation = generation;
@@ -78,9 +81,10 @@ pub fn negative<P: Packet>(
     Ok(proven)
 }
 
-/// The walk itself, from the zone down.
+/// (labels of the zone, where the zone would start in the name) when the name's last labels
+/// can be the zone's: as many bytes, starting at a label. `Err(MISS)` otherwise.
 #[inline(always)]
-fn walk<P: Packet>(p: &P, q: &Query, soa: &Soa, base: *mut u64) -> Result<Negative, u32> {
+fn zone_at(q: &Query, soa: &Soa) -> Result<(usize, usize), u32> {
     let zone_labels = soa.zone_labels as usize;
     let zone_len = soa.zone_len as usize;
     if zone_labels == 0
@@ -97,6 +101,18 @@ fn walk<P: Packet>(p: &P, q: &Query, soa: &Soa, base: *mut u64) -> Result<Negati
     if zone_start + zone_len != q.name_len {
         return Err(stats::MISS);
     }
+    Ok((zone_labels, zone_start))
+}
+
+/// The walk itself, from the zone down (`zone` from `zone_at`).
+#[inline(always)]
+fn walk<P: Packet>(
+    p: &P,
+    q: &Query,
+    soa: &Soa,
+    (zone_labels, zone_start): (usize, usize),
+    base: *mut u64,
+) -> Result<Negative, u32> {
     let above = q.labels - zone_labels;
     if above == 0 {
         if soa.flags & soa::FLAG_APEX_EMPTY == 0 || !zone_matches(p, q, soa, zone_start, base)? {
