@@ -346,33 +346,27 @@ impl Dataplane {
     /// Loads the cache programs and puts them in `DNS_NEXT_XDP` and `DNS_NEXT_TC`, where the
     /// answerers tail-call them on a miss.
     fn load_cache_programs(&mut self) -> Result<(), DataplaneError> {
-        let map_err = |name: &'static str| move |source| DataplaneError::Map { name, source };
-        let name = programs::DNS_CACHE_XDP;
-        let fd = self
-            .program::<Xdp>(name)?
-            .fd()
-            .map_err(|source| DataplaneError::Program { name, source })?
-            .try_clone()
-            .map_err(|e| DataplaneError::Program {
-                name,
-                source: ProgramError::IOError(e),
-            })?;
-        self.next[0]
-            .set(0, &fd, 0)
-            .map_err(map_err(programs::NEXT_XDP_MAP))?;
-        let name = programs::DNS_CACHE_TC;
-        let fd = self
-            .program::<SchedClassifier>(name)?
-            .fd()
-            .map_err(|source| DataplaneError::Program { name, source })?
-            .try_clone()
-            .map_err(|e| DataplaneError::Program {
-                name,
-                source: ProgramError::IOError(e),
-            })?;
-        self.next[1]
-            .set(0, &fd, 0)
-            .map_err(map_err(programs::NEXT_TC_MAP))?;
+        let slots = [
+            (0, programs::DNS_CACHE_XDP, programs::NEXT_XDP_MAP),
+            (1, programs::DNS_CACHE_TC, programs::NEXT_TC_MAP),
+        ];
+        for (slot, name, map) in slots {
+            self.program_fd(name)?;
+            let fd = self
+                .ebpf
+                .program(name)
+                .ok_or(DataplaneError::MissingProgram(name))?
+                .fd()
+                .map_err(|source| DataplaneError::Program { name, source })?
+                .try_clone()
+                .map_err(|e| DataplaneError::Program {
+                    name,
+                    source: ProgramError::IOError(e),
+                })?;
+            self.next[slot]
+                .set(0, &fd, 0)
+                .map_err(|source| DataplaneError::Map { name: map, source })?;
+        }
         Ok(())
     }
 
