@@ -4,18 +4,19 @@
 //! A program of its own (`dns_cache_xdp`, `dns_cache_tc`), reached by a tail call from the main
 //! programs when the cluster maps missed (`miss`): the main path's code is left exactly as it
 //! was (its verification depends on how LLVM compiles its hash loop, which any code added
-//! around it changes). It checks the packet again, loads and hashes the name again, and
-//! answers only a name sent in lower case, without the DO or CD bit (userspace keys those
-//! answers apart; they stay there).
+//! around it changes). It checks the packet again (the verifier knows nothing of the main
+//! program's offsets) but takes over the name's words, hash and checksum sum the main program
+//! left in `DNS_NAME` for this packet (`tree::Handoff`), and answers only a name sent in lower
+//! case, without the DO or CD bit (userspace keys those answers apart; they stay there).
 
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::LruHashMap,
 };
 use dns_common::{
     cache::{self, CacheKey, CachedAnswer},
-    name::{hash_finish, hash_start, hash_step, lower_word, MAX_NAME_LEN, NAME_WORDS},
+    name::{MAX_NAME_LEN, NAME_WORDS},
     stats,
 };
 
@@ -25,6 +26,7 @@ use crate::{
     eth,
     ip::Ip,
     packet::{opaque, write, Packet},
+    DNS_NAME,
     udp::{self, Udp},
 };
 
@@ -33,11 +35,6 @@ use crate::{
 #[map]
 pub static DNS_CACHE: LruHashMap<CacheKey, CachedAnswer> =
     LruHashMap::with_max_entries(cache::CAPACITY, 0);
-
-/// The question's name, loaded again for the cache program (a per-CPU value rather than 256
-/// bytes of stack).
-#[map]
-static DNS_CACHE_NAME: PerCpuArray<[u64; NAME_WORDS]> = PerCpuArray::with_max_entries(1, 0);
 
 const FLAG_CD: u8 = 0x10;
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -72,18 +69,25 @@ fn answer<P: Packet, const AAAA: bool>(
     if q.dnssec_ok || q.flags_lo & FLAG_CD != 0 {
         return Err(stats::MISS);
     }
-    let mut key = CacheKey {
-        hash: 0,
-        len: 0,
+    // The name as the main program loaded and hashed it just before tail-calling here (the
+    // same packet on the same CPU: `tree::Handoff`).
+    let scratch = DNS_NAME.get_ptr(0).ok_or(stats::MISS)?;
+    // SAFETY: a per-CPU map value, valid for the whole run.
+    let handoff = unsafe { &(*scratch).handoff };
+    if handoff.lower != 1 {
+        return Err(stats::MISS);
+    }
+    let key = CacheKey {
+        hash: handoff.hash,
+        len: q.name_len as u16,
         qtype: if AAAA { TYPE_AAAA } else { TYPE_A },
         _pad: [0; 4],
     };
-    let mut name_sum = 0u64;
-    if load_name(p, q.name_off, q.name_len, &mut key, &mut name_sum) == 0 {
-        return Err(stats::MISS);
-    }
+    let name_sum = handoff.name_sum;
     let rec = DNS_CACHE.get_ptr(&key).ok_or(stats::MISS)?;
-    if same_name(rec, q.name_len) == 0 {
+    // SAFETY: as above.
+    let words = unsafe { (*scratch).proven.name.as_ptr() };
+    if same_name(rec, words, q.name_len) == 0 {
         return Err(stats::MISS);
     }
     // Forgotten: its range depends on the name's length, and the checksum's `== 0` test would
@@ -98,66 +102,12 @@ fn answer<P: Packet, const AAAA: bool>(
 // from the stack (volatile): LLVM then cannot turn them into loops that end on
 // `offset == 8 * words`, which the verifier cannot bound.
 
-/// Loads the name at `name_off` (`name_len` bytes) into `DNS_CACHE_NAME`, hashes it as
-/// `dns::lookup` does (`name::hash_words` of the lower-cased words) into `key` and its
-/// checksum sum into `name_sum`; 1 when it was sent in lower case, else 0.
+/// 1 when the entry's name is the `name_len`-byte name whose words are at `base`, else 0.
 #[inline(never)]
-fn load_name<P: Packet>(
-    p: &P,
-    name_off: usize,
-    name_len: usize,
-    key: &mut CacheKey,
-    name_sum: &mut u64,
-) -> u64 {
+fn same_name(v: *const CachedAnswer, base: *const u64, name_len: usize) -> u64 {
     if name_len == 0 || name_len > MAX_NAME_LEN {
         return 0;
     }
-    let Some(buf) = DNS_CACHE_NAME.get_ptr_mut(0) else {
-        return 0;
-    };
-    let base = buf as *mut u64;
-    let last = (name_len - 1) >> 3;
-    // The tail of the last word must read as zero (as `name::pack_name` pads).
-    // SAFETY: `last < NAME_WORDS` because `name_len <= 255`; a per-CPU map value.
-    unsafe { core::ptr::write_volatile(base.add(last), 0) };
-    if p.load_bytes(name_off, base as *mut u8, name_len as u32)
-        .is_err()
-    {
-        return 0;
-    }
-    let mut h = hash_start();
-    let mut sum: u64 = 0;
-    let mut upper: u64 = 0;
-    let mut i = 0;
-    while i < NAME_WORDS {
-        // SAFETY: reading a local.
-        if i > unsafe { core::ptr::read_volatile(&last) } {
-            break;
-        }
-        // SAFETY: `i < NAME_WORDS`, inside the map value; words up to `last` were loaded.
-        let w = unsafe { base.add(i).read() };
-        sum += (w & 0xffff_ffff) + (w >> 32);
-        let lw = lower_word(w);
-        upper |= w ^ lw;
-        h = hash_step(h, lw);
-        i += 1;
-    }
-    key.hash = hash_finish(h, name_len as u16);
-    key.len = name_len as u16;
-    *name_sum = sum;
-    (upper == 0) as u64
-}
-
-/// 1 when the entry's name is the one `load_name` loaded (`name_len` bytes), else 0.
-#[inline(never)]
-fn same_name(v: *const CachedAnswer, name_len: usize) -> u64 {
-    if name_len == 0 || name_len > MAX_NAME_LEN {
-        return 0;
-    }
-    let Some(buf) = DNS_CACHE_NAME.get_ptr(0) else {
-        return 0;
-    };
-    let base = buf as *const u64;
     let last = (name_len - 1) >> 3;
     // SAFETY: a map value pointer stays valid for the whole program run.
     let stored: &[u64; NAME_WORDS] = unsafe { &(*v).name };

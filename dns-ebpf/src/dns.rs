@@ -7,7 +7,7 @@ use dns_common::{
 };
 
 use crate::{
-    packet::{opaque, opaque2, read, Packet},
+    packet::{opaque2, read, Packet},
     rrset::Rrset,
     udp::Udp,
 };
@@ -265,8 +265,10 @@ pub fn key_of(base: *const u64, nwords: usize, len: usize) -> NameKey {
 pub fn lookup<P: Packet, R: Rrset, O: Rrset>(
     p: &P,
     q: &Query,
-    base: *mut u64,
+    scratch: *mut crate::tree::Scratch,
 ) -> Result<Lookup<R>, u32> {
+    // SAFETY: a per-CPU map value, valid for the whole run.
+    let base = unsafe { (*scratch).proven.name.as_mut_ptr() };
     let nwords = load_name(p, q.name_off, q.name_len, base)?;
     let len = q.name_len as u32;
     let mut h = hash_start();
@@ -287,6 +289,14 @@ pub fn lookup<P: Packet, R: Rrset, O: Rrset>(
     }
     // `NameKey { hash, len, _pad: 0 }` as two words: no 6-byte memset for the padding.
     let key: NameKey = bytemuck::cast([hash_finish(h, len as u16), len as u64]);
+    // SAFETY: as above.
+    unsafe {
+        (*scratch).handoff = crate::tree::Handoff {
+            hash: key.hash,
+            name_sum,
+            lower: (upper == 0) as u64,
+        };
+    }
     if let Some(rec) = R::map().get_ptr(&key) {
         // SAFETY: a map value pointer stays valid for the whole program run.
         if same_name(unsafe { (*rec).name() }, base, nwords) {

@@ -25,7 +25,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray},
     programs::{TcContext, XdpContext},
 };
-use dns_common::{config, name::NAME_WORDS, records, soa};
+use dns_common::{config, records, soa};
 
 use crate::{
     ip::Ip,
@@ -58,7 +58,7 @@ pub static DNS_TURN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// The question's name as loaded and lower-cased (inside the entry `DNS_PROVEN` may get), and
 /// room for one of its suffixes (`tree`), per CPU (the program's own).
 #[map]
-static DNS_NAME: PerCpuArray<tree::Scratch> = PerCpuArray::with_max_entries(1, 0);
+pub static DNS_NAME: PerCpuArray<tree::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// The negative answers the kernel proved (see `dns_common::tree::Proven`), its own.
 #[map]
@@ -145,19 +145,17 @@ fn try_answer<P: Packet>(p: &mut P) -> Result<(), u32> {
     let scratch = DNS_NAME
         .get_ptr_mut(0)
         .ok_or(dns_common::stats::HELPER_FAILED)?;
-    // SAFETY: a per-CPU map value, valid for the whole run.
-    let base = unsafe { (*scratch).proven.name.as_mut_ptr() };
     // One comparison, then the map of the asked type (and, on a miss, the other type's, for
     // a name that has only those: NODATA; then the zone's tree: NXDOMAIN).
     // (name sum, the key when the tree must decide) of a negative answer.
     let (name_sum, absent) = if q.is_aaaa() {
-        match dns::lookup::<P, records::AaaaRecords, records::ARecords>(p, &q, base)? {
+        match dns::lookup::<P, records::AaaaRecords, records::ARecords>(p, &q, scratch)? {
             dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
             dns::Lookup::NoData { name_sum } => (name_sum, None),
             dns::Lookup::Absent { name_sum, key } => (name_sum, Some(key)),
         }
     } else {
-        match dns::lookup::<P, records::ARecords, records::AaaaRecords>(p, &q, base)? {
+        match dns::lookup::<P, records::ARecords, records::AaaaRecords>(p, &q, scratch)? {
             dns::Lookup::Records(found) => return answer::reply(p, &ip, &udp, &q, &found),
             dns::Lookup::NoData { name_sum } => (name_sum, None),
             dns::Lookup::Absent { name_sum, key } => (name_sum, Some(key)),

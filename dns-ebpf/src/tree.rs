@@ -20,6 +20,20 @@ use crate::{
 pub struct Scratch {
     pub proven: Proven,
     pub suffix: [u64; NAME_WORDS],
+    /// What the cache program (tail-called on a miss, same CPU, same packet) takes over
+    /// instead of loading and hashing the name again.
+    pub handoff: Handoff,
+}
+
+/// The name as `dns::lookup` left it (its words are in `Scratch::proven.name`).
+#[repr(C)]
+pub struct Handoff {
+    /// `NameKey::hash` of the name.
+    pub hash: u64,
+    /// The name's checksum sum as sent.
+    pub name_sum: u64,
+    /// 1 when the name was sent in lower case.
+    pub lower: u64,
 }
 
 /// What the tree proves about a name neither address map holds.
