@@ -40,7 +40,8 @@ pub const COUNT: u32 = 14;
 /// Label value of each counter in the agent's metrics, indexed by reason.
 pub const REASON_NAMES: [&str; COUNT as usize] = [
     "answered",
-    "not_ip",
+    // The metric label operators know (named before IPv6 was answered): neither IPv4 nor IPv6.
+    "not_ipv4",
     "fragment",
     "not_udp",
     "not_service",

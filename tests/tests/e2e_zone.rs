@@ -17,7 +17,7 @@ const KERNEL_MAX_ADDRS: usize = dns_common::records::MAX_ADDRS;
 /// Pass reasons of packets that are not DNS queries to the service: the veth also carries IPv6
 /// neighbour discovery and the like, which the kernel program passes as `not_udp` (ICMPv6), and
 /// MLD reports, which come behind a Hop-by-Hop header (`ipv6_ext`).
-const NOT_DNS: [&str; 4] = ["not_ip", "not_udp", "not_service", "ipv6_ext"];
+const NOT_DNS: [&str; 4] = ["not_ipv4", "not_udp", "not_service", "ipv6_ext"];
 
 const SOA: &str =
     "cluster.local. 5 SOA ns.dns.cluster.local. hostmaster.cluster.local. SERIAL 7200 1800 86400 5";

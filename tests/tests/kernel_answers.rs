@@ -412,7 +412,7 @@ fn everything_else_passes_untouched() {
     let dns = q.bytes();
     let base = Frame::query(dns.clone());
 
-    // not_ip
+    // not_ipv4 (neither IPv4 nor IPv6)
     let mut f = base.clone();
     f.ethertype = 0x0806;
     k.expect_pass("ARP EtherType", &f, stats::NOT_IP);
