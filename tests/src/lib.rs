@@ -3,4 +3,5 @@ pub mod agent;
 pub mod expected;
 pub mod knot;
 pub mod netns;
+pub mod rng;
 pub mod test_run;

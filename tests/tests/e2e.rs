@@ -799,26 +799,7 @@ fn kernel_and_userspace_answer_identically() {
         kernel_sent,
         "kernel answers: want exactly the {kernel_sent} kernel-answerable queries sent"
     );
-    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
-    for q in &qs {
-        if let Expect::Passed { reason, .. } = q.expect {
-            *reasons.entry(reason).or_default() += 1;
-        }
-    }
-    for (reason, n) in &reasons {
-        assert_eq!(
-            after.passed(reason) - before.passed(reason),
-            *n,
-            "kernel_passed_total{{reason=\"{reason}\"}}"
-        );
-    }
-    let passed: u64 = reasons.values().sum();
-    assert_eq!(
-        after.sum("dns_agent_userspace_responses_total")
-            - before.sum("dns_agent_userspace_responses_total"),
-        passed,
-        "userspace responses: want exactly the {passed} passed queries"
-    );
+    check_passed(&qs, &before, &after, "");
     // Over TCP (always userspace) the same questions get the kernel's UDP answers.
     for (q, kernel) in qs.iter().zip(&kernel_replies) {
         if q.tool != Tool::Dig || !q.opts.is_empty() || !q.expect.answered_in_kernel() {
@@ -911,27 +892,8 @@ fn ipv6_transport_kernel_and_userspace_answer_identically() {
         kernel_sent,
         "kernel answers over IPv6: want exactly the {kernel_sent} kernel-answerable queries"
     );
-    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
-    for q in &qs {
-        if let Expect::Passed { reason, .. } = q.expect {
-            *reasons.entry(reason).or_default() += 1;
-        }
-    }
+    let reasons = check_passed(&qs, &before, &after, " over IPv6");
     assert!(reasons.contains_key("miss"), "misses are asked too");
-    for (reason, n) in &reasons {
-        assert_eq!(
-            after.passed(reason) - before.passed(reason),
-            *n,
-            "kernel_passed_total{{reason=\"{reason}\"}} over IPv6"
-        );
-    }
-    let passed: u64 = reasons.values().sum();
-    assert_eq!(
-        after.sum("dns_agent_userspace_responses_total")
-            - before.sum("dns_agent_userspace_responses_total"),
-        passed,
-        "userspace sees exactly the {passed} passed queries over IPv6, none the kernel answered"
-    );
     // The kernel's answers over IPv6 are its answers over IPv4.
     let mut mismatches = Vec::new();
     for (q, six_reply) in qs.iter().zip(&kernel_replies) {
@@ -1336,4 +1298,36 @@ fn kernel_answers_rotate_under_loadbalance() {
         seen.len() >= 2,
         "{name}: the kernel's answers rotate (rotations seen: {seen:?})"
     );
+}
+
+/// The kernel passed each query expected to be passed, counted under its reason, and userspace
+/// answered exactly those (`over`: the transport, for the messages). Returns the counts by
+/// reason.
+fn check_passed<'q>(
+    qs: &'q [Query],
+    before: &Metrics,
+    after: &Metrics,
+    over: &str,
+) -> BTreeMap<&'q str, u64> {
+    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+    for q in qs {
+        if let Expect::Passed { reason, .. } = q.expect {
+            *reasons.entry(reason).or_default() += 1;
+        }
+    }
+    for (reason, n) in &reasons {
+        assert_eq!(
+            after.passed(reason) - before.passed(reason),
+            *n,
+            "kernel_passed_total{{reason=\"{reason}\"}}{over}"
+        );
+    }
+    let passed: u64 = reasons.values().sum();
+    assert_eq!(
+        after.sum("dns_agent_userspace_responses_total")
+            - before.sum("dns_agent_userspace_responses_total"),
+        passed,
+        "userspace responses{over}: want exactly the {passed} passed queries, none the kernel answered"
+    );
+    reasons
 }

@@ -26,6 +26,7 @@ use dns_agent::plugin::cache::{Cache, Clock, Config, KernelCache};
 use dns_agent::plugin::{Answer, Block, Ctx, Next, Plugin, Router};
 use dns_agent::server::answer::{Request, Transport};
 use dns_agent::server::wire;
+use dns_agent_tests::rng::Rng;
 use dns_agent_tests::test_run::test_run;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS};
@@ -624,22 +625,6 @@ fn dotted(wire: &[u8]) -> String {
     out
 }
 
-/// xorshift64*: the same packets for the same seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// Cached queries with bytes changed, cut or added (framed correctly): whatever the kernel
 /// answers is userspace's answer to the same bytes; the rest passes untouched.
 #[test]
@@ -669,14 +654,14 @@ fn mutated_queries_of_cached_names_are_answered_as_userspace_or_passed() {
             match rng.below(4) {
                 0 => {
                     let at = rng.below(dns.len());
-                    dns[at] = rng.next() as u8;
+                    dns[at] = rng.next_u64() as u8;
                 }
                 1 => {
                     let at = rng.below(dns.len());
                     dns[at] ^= 1 << rng.below(8);
                 }
                 2 => dns.truncate(rng.below(dns.len() + 1)),
-                _ => dns.extend((0..1 + rng.below(8)).map(|_| rng.next() as u8)),
+                _ => dns.extend((0..1 + rng.below(8)).map(|_| rng.next_u64() as u8)),
             }
         }
         let prog = PROGS[i % 2];

@@ -21,6 +21,7 @@ use dns_agent::dataplane::{
 use dns_agent::records::{self, Records, Settings};
 use dns_agent::server::answer::{self, Parsed, Transport};
 use dns_agent::snapshot;
+use dns_agent_tests::rng::Rng;
 use dns_agent_tests::test_run::test_run;
 use packets::*;
 
@@ -766,22 +767,6 @@ fn a_tree_left_incomplete_proves_nothing() {
     }
 }
 
-/// xorshift64*: the same packets for the same seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// A frame for `dns` over IPv6 or IPv4.
 fn framed(dns: Vec<u8>, v6: bool) -> Frame {
     if v6 {
@@ -806,11 +791,11 @@ fn ipv6_damage(rng: &mut Rng, frame: &mut Frame) {
         }
         1 => {
             h.next = 44;
-            h.ext = vec![17, 0, 0, 0, 0, 0, 0, rng.next() as u8];
+            h.ext = vec![17, 0, 0, 0, 0, 0, 0, rng.next_u64() as u8];
         }
         2 => h.payload_len = Some(udp_len.wrapping_add(1 + rng.below(8) as u16)),
         3 => h.payload_len = Some(udp_len.saturating_sub(1 + rng.below(8) as u16)),
-        4 => h.payload_len = Some(rng.next() as u16),
+        4 => h.payload_len = Some(rng.next_u64() as u16),
         5 => {
             let i = rng.below(16);
             h.dst[i] ^= 1 << rng.below(8);
@@ -837,14 +822,14 @@ fn mutant(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
             match rng.below(5) {
                 0 if !dns.is_empty() => {
                     let i = rng.below(dns.len());
-                    dns[i] = rng.next() as u8;
+                    dns[i] = rng.next_u64() as u8;
                 }
                 1 if !dns.is_empty() => {
                     let i = rng.below(dns.len());
                     dns[i] ^= 1 << rng.below(8);
                 }
                 2 => dns.truncate(rng.below(dns.len() + 1)),
-                3 => dns.extend((0..rng.below(12)).map(|_| rng.next() as u8)),
+                3 => dns.extend((0..rng.below(12)).map(|_| rng.next_u64() as u8)),
                 _ if !dns.is_empty() => {
                     // A plausible header value: counts, flags.
                     let i = rng.below(dns.len().min(12));
@@ -890,7 +875,7 @@ fn mutant(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     }
     let len = rng.below(120);
     frame.truncate(headers.min(frame.len()));
-    frame.extend((0..len).map(|_| rng.next() as u8));
+    frame.extend((0..len).map(|_| rng.next_u64() as u8));
     frame
 }
 
